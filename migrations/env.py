@@ -1,0 +1,42 @@
+"""Alembic environment: store's metadata, URL from the caller (or DATABASE_URL)."""
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import text
+
+from store.db import get_engine
+from store.models import Base
+from store.settings import get_settings
+
+config = context.config
+url = config.attributes.get("database_url") or get_settings().resolved_database_url
+_LOCK_ID = 7_312_025  # serializes concurrent upgrades on PostgreSQL
+
+
+def run_migrations_online() -> None:
+    engine = get_engine(url)
+    with engine.connect() as connection:
+        is_pg = connection.dialect.name == "postgresql"
+        if is_pg:
+            connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_ID})
+            connection.commit()
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=Base.metadata,
+                render_as_batch=connection.dialect.name == "sqlite",
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if is_pg:
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_ID})
+                connection.commit()
+
+
+if context.is_offline_mode():
+    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run_migrations_online()

@@ -1,0 +1,1 @@
+"""Data access, one module per resource; functions take a Session and keyword arguments."""
