@@ -1,0 +1,44 @@
+"""Error responses: every 4xx names the failing field as ``loc`` and a JSON ``pointer``."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from engine.spec import SpecError
+
+
+def field_error(loc: list[Any], msg: str, type_: str = "value_error") -> dict[str, Any]:
+    pointer = "".join(f"/{p}" for p in loc[1:]) if loc and loc[0] == "body" else ""
+    return {"loc": loc, "pointer": pointer or "/", "msg": msg, "type": type_}
+
+
+class FieldError(Exception):
+    """A request field that validated alone but is wrong in context (e.g. unknown id)."""
+
+    def __init__(self, loc: list[Any], msg: str, status_code: int = 422):
+        self.loc, self.msg, self.status_code = loc, msg, status_code
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            field_error(list(e.get("loc", ())), str(e.get("msg", "")), str(e.get("type", "")))
+            for e in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content=jsonable_encoder({"detail": detail}))
+
+    @app.exception_handler(SpecError)
+    async def _spec(_: Request, exc: SpecError) -> JSONResponse:
+        loc = ["body", "model", *exc.path]
+        return JSONResponse(status_code=422, content={"detail": [field_error(loc, exc.message)]})
+
+    @app.exception_handler(FieldError)
+    async def _field(_: Request, exc: FieldError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": [field_error(exc.loc, exc.msg)]}
+        )

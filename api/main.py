@@ -1,0 +1,37 @@
+"""The FastAPI application: assembles routers, error handlers and the dashboard."""
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.routes import datasets, health, jobs, results, specs
+from store.settings import get_settings
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(title="Trainyard", version="0.1.0", description="Training as a service.")
+
+    @app.middleware("http")
+    async def limit_body_size(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_request_bytes:
+            return JSONResponse(
+                status_code=413,
+                content={"detail": [errors.field_error(["body"], f"request body exceeds {settings.max_request_bytes} bytes")]},
+            )
+        return await call_next(request)
+
+    errors.install(app)
+    for module in (health, datasets, jobs, results, specs):
+        app.include_router(module.router, prefix="/v1")
+    web_dir = resources.files("web")
+    app.mount("/", StaticFiles(directory=str(web_dir), html=True), name="web")
+    return app
+
+
+app = create_app()

@@ -1,0 +1,26 @@
+"""Enqueues work for the worker by task name (api never imports worker's modules)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from store import tasks
+from store.settings import Settings
+
+
+@lru_cache
+def _client(broker_url: str) -> Celery:
+    app = Celery("trainyard-api", broker=broker_url)
+    app.conf.update(task_serializer="json", accept_content=["json"])
+    return app
+
+
+def enqueue_training(settings: Settings, job_id: str) -> None:
+    """Send the train task for a committed job; raises if the broker is unreachable."""
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set: no broker to send the job to")
+    _client(settings.redis_url).send_task(
+        tasks.TRAIN, args=[job_id], queue=settings.queue, retry=True,
+        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+    )

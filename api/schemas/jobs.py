@@ -1,0 +1,141 @@
+"""Job bodies: the training config is validated strictly (unknown keys are errors)."""
+from __future__ import annotations
+
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas import UTCDateTime
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SGDConfig(_Strict):
+    type: Literal["SGD"]
+    lr: float = Field(gt=0)
+    momentum: float = Field(default=0.0, ge=0)
+    dampening: float = 0.0
+    weight_decay: float = Field(default=0.0, ge=0)
+    nesterov: bool = False
+
+
+class AdamConfig(_Strict):
+    type: Literal["Adam"]
+    lr: float = Field(default=1e-3, gt=0)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    eps: float = Field(default=1e-8, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    amsgrad: bool = False
+
+
+class LossConfig(_Strict):
+    type: Literal["CrossEntropyLoss"] = "CrossEntropyLoss"
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(ge=1, le=10_000)
+    batch_size: int = Field(ge=1, le=65_536)
+    optimizer: Annotated[SGDConfig | AdamConfig, Field(discriminator="type")]
+    loss: LossConfig = LossConfig()
+    seed: int = Field(default=0, ge=0, lt=2**32)
+    validation_split: float = Field(default=0.2, ge=0.0, lt=1.0)
+
+
+class JobCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    dataset_id: str = Field(min_length=1, max_length=64)
+    model: dict[str, Any]
+    training: TrainingConfig
+
+
+class Progress(BaseModel):
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+
+
+class FinalMetrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    dataset_id: str
+    model: dict[str, Any]
+    training: dict[str, Any]
+    attempt: int
+    error: str | None
+    created_at: UTCDateTime
+    started_at: UTCDateTime | None
+    finished_at: UTCDateTime | None
+    progress: Progress
+    metrics: FinalMetrics
+
+    @classmethod
+    def from_row(cls, job: Any) -> "JobOut":
+        return cls(
+            id=job.id,
+            name=job.name,
+            status=job.status,
+            dataset_id=job.dataset_id,
+            model=job.model_spec,
+            training=job.training,
+            attempt=job.attempt,
+            error=job.error,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            progress=Progress(
+                epoch=job.epoch, epochs=job.training["epochs"],
+                step=job.step, total_steps=job.total_steps,
+            ),
+            metrics=FinalMetrics(**(job.final_metrics or {})),
+        )
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+
+
+class StepMetric(BaseModel):
+    step: int
+    epoch: int
+    loss: float
+
+
+class EpochMetric(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    epoch: int
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
+class JobMetrics(BaseModel):
+    job_id: str
+    steps: list[StepMetric]
+    epochs: list[EpochMetric]
+
+
+class CheckpointOut(BaseModel):
+    id: str
+    epoch: int
+    step: int
+    size_bytes: int
+    created_at: UTCDateTime
+    download_url: str
+
+
+class CheckpointList(BaseModel):
+    items: list[CheckpointOut]

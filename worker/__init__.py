@@ -1,0 +1,1 @@
+"""Celery worker: the training task and the loop around the engine."""
