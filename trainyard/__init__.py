@@ -1,0 +1,1 @@
+"""Process orchestration: the ``trainyard`` command that runs api, worker and embedded Redis."""

