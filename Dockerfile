@@ -1,0 +1,22 @@
+# Trainyard image: API and worker share it; the command picks the role.
+# GPU workers: build with --build-arg BASE=nvidia/cuda:13.0.0-runtime-ubuntu24.04
+# --build-arg EXTRAS=gpu (cupy for CUDA 13); python is installed when the base lacks it.
+ARG BASE=python:3.11-slim
+FROM ${BASE}
+ARG EXTRAS=""
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TRAINYARD_DATA_DIR=/data PATH=/opt/venv/bin:$PATH
+RUN command -v python3 >/dev/null || (apt-get update && apt-get install -y --no-install-recommends \
+        python3 python3-venv && rm -rf /var/lib/apt/lists/*) \
+    && python3 -m venv /opt/venv
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY engine engine
+COPY store store
+COPY api api
+COPY worker worker
+COPY migrations migrations
+COPY web web
+COPY trainyard trainyard
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
+EXPOSE 8000
+CMD ["trainyard", "api", "--host", "0.0.0.0", "--port", "8000"]
