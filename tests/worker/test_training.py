@@ -1,0 +1,55 @@
+"""The training task in-process against a real database: success, failure and redelivery."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from store.db import session_scope
+from store.repositories import datasets, jobs, metrics
+from store.settings import Settings
+from worker.data import split_indices
+from worker.training import run_job
+
+TRAINING = {"epochs": 2, "batch_size": 8, "optimizer": {"type": "SGD", "lr": 0.1}, "seed": 3, "validation_split": 0.25}
+
+
+def _make_job(url: str, spec: dict) -> str:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    with session_scope(url) as s:
+        ds = datasets.create(s, name="d", inputs=x, targets=y, task="classification")
+        return jobs.create(s, name="j", dataset_id=ds.id, model_spec=spec, training=TRAINING).id
+
+
+def test_job_trains_writes_metrics_and_is_not_trained_twice(database_url):
+    settings = Settings(database_url=database_url)
+    job_id = _make_job(database_url, {"layers": [{"type": "Linear", "in_features": 4, "out_features": 2}]})
+    assert run_job(job_id, settings) == "succeeded"
+    with session_scope(database_url) as s:
+        job = jobs.get(s, job_id=job_id)
+        rows = metrics.for_job(s, job_id=job_id)
+        assert (job.status, job.attempt, job.epoch, job.step, job.total_steps) == ("succeeded", 1, 2, 8, 8)
+        assert [r.step for r in rows if r.kind == "step"] == list(range(1, 9))
+        assert {r.name for r in rows if r.kind == "epoch"} == {"train_loss", "val_loss", "val_accuracy"}
+    assert run_job(job_id, settings) == "skipped"
+    with session_scope(database_url) as s:
+        assert jobs.get(s, job_id=job_id).attempt == 1
+        assert len(metrics.for_job(s, job_id=job_id)) == len(rows)
+
+
+def test_shape_error_at_runtime_fails_the_job_with_the_message(database_url):
+    settings = Settings(database_url=database_url)
+    job_id = _make_job(database_url, {"layers": [{"type": "Linear", "in_features": 5, "out_features": 2}]})
+    assert run_job(job_id, settings) == "failed"
+    with session_scope(database_url) as s:
+        job = jobs.get(s, job_id=job_id)
+        assert job.status == "failed" and job.finished_at is not None
+        assert "5" in job.error and "4" in job.error
+
+
+@pytest.mark.parametrize("n, split", [(10, 0.2), (7, 0.5), (5, 0.0), (3, 0.01)])
+def test_split_is_a_partition(n, split):
+    train, val = split_indices(n, split, seed=1)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(n))
+    assert len(val) == (max(1, round(n * split)) if split else 0)
