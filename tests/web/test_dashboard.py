@@ -1,0 +1,290 @@
+"""The dashboard in a real browser.
+
+``test_live_job_end_to_end`` runs against the real service (``stack``: API, a Celery worker,
+Redis): it submits a job while the dashboard is open and watches it finish without a reload.
+The other tests feed the page canned API answers through request interception to reach the
+states a live service cannot be put in on demand (no jobs, a failed job, an unknown id).
+"""
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.web
+
+SCREENSHOT = "/tmp/dashboard.png"
+MODEL = {
+    "layers": [
+        {"type": "Flatten"},
+        {"type": "Linear", "in_features": 64, "out_features": 32},
+        {"type": "ReLU"},
+        {"type": "Linear", "in_features": 32, "out_features": 10},
+    ]
+}
+EXPECTED_TENSORS = {"1.weight": (32, 64), "1.bias": (32,), "3.weight": (10, 32), "3.bias": (10,)}
+
+
+def expect(*args, **kwargs):
+    from playwright.sync_api import expect as _expect
+
+    return _expect(*args, **kwargs)
+
+
+def path_points(d: str) -> int:
+    """Number of points in an SVG path made of M/L commands."""
+    return len(re.findall(r"[ML]", d or ""))
+
+
+def row_for(page, job_id: str):
+    return page.locator(f'[data-testid="job-row"][data-job-id="{job_id}"]')
+
+
+# ------------------------------------------------------------- real service --
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def digits_dataset_id(api):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    inputs = (digits.images[:300] / 16.0).round(4).tolist()  # 300 x 8 x 8 nested lists
+    targets = [int(t) for t in digits.target[:300]]
+    resp = api.post("/v1/datasets", json={"name": "digits-300", "inputs": inputs, "targets": targets})
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def test_live_job_end_to_end(stack, api, digits_dataset_id, page, tmp_path):
+    from safetensors.numpy import load as load_safetensors
+
+    # The page is open before the job exists: it must find it and follow it on its own.
+    page.goto(f"{stack.base_url}/")
+    expect(page.get_by_test_id("job-list-view")).to_be_visible()
+    page.evaluate("window.__noReload = true")
+
+    resp = api.post("/v1/jobs", json={
+        "name": "dashboard-digits-mlp",
+        "dataset_id": digits_dataset_id,
+        "model": MODEL,
+        "training": {"epochs": 3, "batch_size": 32, "optimizer": {"type": "Adam", "lr": 0.01},
+                     "seed": 0, "validation_split": 0.2},
+    })
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+
+    row = row_for(page, job_id)
+    expect(row).to_be_visible(timeout=10_000)
+    expect(row.get_by_test_id("job-name")).to_have_text("dashboard-digits-mlp")
+    badge = row.get_by_test_id("job-status")
+    expect(badge).to_have_text(re.compile(r"^(queued|running|succeeded)$"))
+    expect(badge).to_have_text("succeeded", timeout=180_000)
+    expect(badge).to_have_attribute("data-status", "succeeded")
+    assert page.evaluate("window.__noReload") is True, "the page reloaded; it must refresh by itself"
+
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job
+    expect(row.get_by_test_id("job-progress")).to_contain_text(f"Epoch 3/3 · Step {job['progress']['total_steps']}")
+    expect(row.get_by_test_id("job-val-accuracy")).to_have_text(f"{job['metrics']['val_accuracy'] * 100:.1f}%")
+
+    # Open the job from the list.
+    row.get_by_test_id("job-name").click()
+    expect(page).to_have_url(re.compile(rf"#/jobs/{job_id}$"))
+    detail = page.get_by_test_id("job-detail")
+    expect(detail).to_be_visible()
+    expect(detail.get_by_test_id("job-status")).to_have_text("succeeded")
+    expect(detail.get_by_test_id("job-error")).to_be_hidden()
+    expect(detail.get_by_test_id("config-optimizer")).to_have_text("Adam")
+    expect(detail.get_by_test_id("config-lr")).to_have_text("0.01")
+    expect(detail.get_by_test_id("config-epochs")).to_have_text("3")
+    expect(detail.get_by_test_id("config-batch-size")).to_have_text("32")
+    expect(detail.get_by_test_id("metric-val-accuracy")).to_have_text(f"{job['metrics']['val_accuracy'] * 100:.2f}%")
+
+    # The loss chart: one point per recorded step, validation loss per epoch on top.
+    metrics = api.get(f"/v1/jobs/{job_id}/metrics").json()
+    n_steps = len(metrics["steps"])
+    assert n_steps == job["progress"]["total_steps"] > 0
+    chart = page.get_by_test_id("loss-chart")
+    expect(chart).to_be_visible()
+    assert chart.evaluate("el => el.tagName.toLowerCase()") == "svg"
+    train_path = chart.get_by_test_id("train-loss-path")
+    expect(train_path).to_have_attribute("data-points", str(n_steps))
+    assert path_points(train_path.get_attribute("d")) == n_steps
+    n_val = sum(1 for e in metrics["epochs"] if e.get("val_loss") is not None)
+    assert n_val == 3
+    assert path_points(chart.get_by_test_id("val-loss-path").get_attribute("d")) == n_val
+    acc_path = page.get_by_test_id("accuracy-chart").get_by_test_id("val-accuracy-path")
+    assert path_points(acc_path.get_attribute("d")) == 3
+
+    # Checkpoints: as many links as the API lists; the newest downloads a loadable file.
+    ckpts = api.get(f"/v1/jobs/{job_id}/checkpoints").json()["items"]
+    assert ckpts
+    links = page.get_by_test_id("checkpoint-link")
+    expect(links).to_have_count(len(ckpts))
+    with page.expect_download() as download_info:
+        links.last.click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".safetensors")
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    tensors = load_safetensors(target.read_bytes())
+    for key, shape in EXPECTED_TENSORS.items():
+        assert key in tensors, f"{key} missing from checkpoint: {sorted(tensors)}"
+        assert tensors[key].shape == shape
+        assert np.isfinite(tensors[key]).all()
+
+    page.get_by_test_id("loss-chart").scroll_into_view_if_needed()
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+    # A deep link opens the same detail after a full load.
+    page.goto(f"{stack.base_url}/#/jobs/{job_id}")
+    page.reload()
+    expect(page.get_by_test_id("job-detail")).to_have_attribute("data-job-id", job_id)
+    expect(page.get_by_test_id("train-loss-path")).to_have_attribute("data-points", str(n_steps))
+
+    # Back to the list.
+    page.get_by_test_id("back-link").click()
+    expect(row_for(page, job_id)).to_be_visible()
+    assert page.js_errors == []
+
+
+def test_unknown_job_shows_not_found(stack, page):
+    page.goto(f"{stack.base_url}/#/jobs/does-not-exist")
+    expect(page.get_by_test_id("not-found")).to_be_visible()
+    expect(page.get_by_test_id("not-found")).to_contain_text("does-not-exist")
+    # The only error the page may log is the browser's note about the 404 response.
+    assert all("404" in e for e in page.js_errors), page.js_errors
+
+
+# ------------------------------------------------------------- canned API ----
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def _job(job_id: str, status: str, *, step: int, total: int = 24, epochs: int = 3, error=None, minutes_ago=1):
+    now = datetime.now(timezone.utc)
+    created = now - timedelta(minutes=minutes_ago)
+    return {
+        "id": job_id, "name": f"job <{job_id}>", "status": status, "dataset_id": "ds1", "model": MODEL,
+        "training": {"epochs": epochs, "batch_size": 32, "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
+                     "seed": 0, "validation_split": 0.2},
+        "error": error, "created_at": _iso(created),
+        "started_at": _iso(created + timedelta(seconds=1)) if status != "queued" else None,
+        "finished_at": _iso(now) if status in ("succeeded", "failed", "cancelled") else None,
+        "progress": {"epoch": (step - 1) // (total // epochs) + 1 if step else 0, "epochs": epochs,
+                     "step": step, "total_steps": total},
+        "metrics": {"train_loss": 0.5 if step else None, "val_loss": None, "val_accuracy": None},
+    }
+
+
+def _metrics(job_id: str, n_steps: int, per_epoch: int = 8):
+    steps = [{"step": s, "epoch": (s - 1) // per_epoch + 1, "loss": 2.3 / s} for s in range(1, n_steps + 1)]
+    epochs = [{"epoch": e, "train_loss": 2.3 / (e * per_epoch), "val_loss": 2.5 / (e * per_epoch),
+               "val_accuracy": 0.5 + 0.1 * e} for e in range(1, n_steps // per_epoch + 1)]
+    return {"job_id": job_id, "steps": steps, "epochs": epochs}
+
+
+def test_empty_state(page, fake_api):
+    page.goto(f"{fake_api.origin}/")
+    expect(page.get_by_test_id("empty-state")).to_be_visible()
+    expect(page.get_by_test_id("empty-state")).to_contain_text("No jobs yet")
+    expect(page.get_by_test_id("job-row")).to_have_count(0)
+
+    # The first job appears by itself, the empty state goes away.
+    fake_api.jobs["a"] = _job("a", "queued", step=0)
+    expect(row_for(page, "a")).to_be_visible(timeout=6_000)
+    expect(page.get_by_test_id("empty-state")).to_be_hidden()
+    assert page.js_errors == []
+
+
+def test_list_order_badges_and_progress(page, fake_api):
+    for i, status in enumerate(["queued", "running", "succeeded", "failed", "cancelled"]):
+        fake_api.jobs[status] = _job(status, status, step={"queued": 0, "running": 12}.get(status, 24),
+                                     minutes_ago=10 - i)
+    page.goto(f"{fake_api.origin}/")
+    rows = page.get_by_test_id("job-row")
+    expect(rows).to_have_count(5)
+    assert [r.get_attribute("data-job-id") for r in rows.all()] == ["cancelled", "failed", "succeeded", "running", "queued"]
+    for status in fake_api.jobs:
+        badge = row_for(page, status).get_by_test_id("job-status")
+        expect(badge).to_have_text(status)
+        assert f"badge-{status}" in badge.get_attribute("class")
+    # Names are text, never markup.
+    expect(row_for(page, "running").get_by_test_id("job-name")).to_have_text("job <running>")
+    expect(row_for(page, "running").get_by_test_id("job-progress")).to_contain_text("Epoch 2/3 · Step 12/24")
+    fill = row_for(page, "running").locator(".progress-fill")
+    assert fill.get_attribute("style") == "width: 50%"
+
+    # Progress moves on the next poll, without a reload.
+    fake_api.jobs["running"] = _job("running", "running", step=18, minutes_ago=7)
+    expect(row_for(page, "running").get_by_test_id("job-progress")).to_contain_text("Step 18/24", timeout=6_000)
+    assert page.js_errors == []
+
+
+def test_detail_of_running_job_refreshes_then_stops(page, fake_api):
+    fake_api.jobs["r"] = _job("r", "running", step=4)
+    fake_api.metrics["r"] = _metrics("r", 4)
+    page.goto(f"{fake_api.origin}/#/jobs/r")
+    path = page.get_by_test_id("train-loss-path")
+    expect(path).to_have_attribute("data-points", "4")
+    expect(page.get_by_test_id("checkpoints-empty")).to_be_visible()
+    expect(page.get_by_test_id("config-optimizer")).to_have_text("SGD")
+    expect(page.get_by_test_id("config-optimizer-args")).to_have_text("momentum=0.9")
+
+    # New steps, a finished epoch and its checkpoint arrive while the page is open.
+    fake_api.metrics["r"] = _metrics("r", 12)
+    fake_api.checkpoints["r"] = [{"id": "c1", "epoch": 1, "step": 8, "size_bytes": 9000,
+                                  "created_at": _iso(datetime.now(timezone.utc)),
+                                  "download_url": "/v1/jobs/r/checkpoints/c1/download"}]
+    expect(path).to_have_attribute("data-points", "12", timeout=6_000)
+    assert path_points(path.get_attribute("d")) == 12
+    assert path_points(page.get_by_test_id("val-loss-path").get_attribute("d")) == 1
+    expect(page.get_by_test_id("checkpoint-link")).to_have_count(1)
+    expect(page.get_by_test_id("checkpoint-link")).to_have_attribute("href", "/v1/jobs/r/checkpoints/c1/download")
+
+    # Once it is finished the page stops asking.
+    fake_api.jobs["r"] = _job("r", "succeeded", step=24)
+    fake_api.metrics["r"] = _metrics("r", 24)
+    expect(page.get_by_test_id("job-detail").get_by_test_id("job-status")).to_have_text("succeeded", timeout=6_000)
+    expect(path).to_have_attribute("data-points", "24")
+    asked = len(fake_api.requests)
+    time.sleep(4.5)
+    assert len(fake_api.requests) == asked, fake_api.requests[asked:]
+    assert page.js_errors == []
+
+
+def test_failed_job_shows_error(page, fake_api):
+    fake_api.jobs["f"] = _job("f", "failed", step=3, error="RuntimeError: loss is NaN <script>x</script>")
+    fake_api.metrics["f"] = _metrics("f", 3)
+    page.goto(f"{fake_api.origin}/")
+    row_for(page, "f").click()
+    expect(page).to_have_url(re.compile(r"#/jobs/f$"))
+    err = page.get_by_test_id("job-error")
+    expect(err).to_be_visible()
+    expect(err).to_contain_text("RuntimeError: loss is NaN <script>x</script>")
+    expect(page.get_by_test_id("job-detail").get_by_test_id("job-status")).to_have_text("failed")
+    expect(page.get_by_test_id("checkpoints-empty")).to_have_text("This job saved no checkpoints.")
+    assert page.js_errors == []
+
+
+def test_api_outage_shows_banner_and_recovers(page, fake_api):
+    fake_api.jobs["a"] = _job("a", "running", step=1)
+    page.goto(f"{fake_api.origin}/")
+    expect(row_for(page, "a")).to_be_visible()
+    page.route(f"{fake_api.origin}/v1/**", lambda route: route.abort())
+    expect(page.get_by_test_id("connection-error")).to_be_visible(timeout=6_000)
+    expect(row_for(page, "a")).to_be_visible()  # the last known list stays
+    page.unroute(f"{fake_api.origin}/v1/**")
+    expect(page.get_by_test_id("connection-error")).to_be_hidden(timeout=6_000)
