@@ -1,19 +1,22 @@
 """Browser fixtures for the dashboard tests: the system Chromium driven by Playwright.
 
 Playwright's own browser downloads are never used: the tests launch the Chromium at
-``TRAINYARD_CHROMIUM`` (default /usr/bin/chromium). Without it the tests skip with a
+``TRAINYARD_CHROMIUM`` (default: /usr/bin/chromium, else ``chromium`` on PATH). Without it the tests skip with a
 message saying how to get it, except under CI (CI=true), where a missing browser fails.
 """
 from __future__ import annotations
 
 import mimetypes
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-CHROMIUM = os.environ.get("TRAINYARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("TRAINYARD_CHROMIUM") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium") or "/usr/bin/chromium"
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
