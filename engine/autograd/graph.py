@@ -1,0 +1,232 @@
+"""The autograd graph: one Node per op output, and the iterative backward engine.
+
+A Node holds the op's backward function ``fn(grad, out) -> tuple of input grads``,
+the input tensors that require grad (``None`` elsewhere), and, for the version
+check, the tensors its backward reads. Backward is a Kahn-style walk over the
+nodes reachable from the roots: no recursion, so a chain of 100,000 ops is fine.
+Gradients are engine Tensors, so running the walk in grad mode (``create_graph``)
+records the backward itself and gives higher-order derivatives.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from engine.autograd.grad_mode import STATE
+
+__all__ = ["Node", "run_backward"]
+
+_FREED_MSG = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward."
+)
+
+
+class Node:
+    """The grad_fn of one op output; ``name()`` gives torch's name, e.g. ``MulBackward0``."""
+
+    __slots__ = ("fn", "inputs", "saved", "versions", "out_version", "_name", "freed",
+                 "__weakref__")
+
+    def __init__(self, fn, inputs: tuple, name: str, saved: tuple = (), out_version: int = -1):
+        self.fn = fn
+        self.inputs = inputs
+        self._name = name
+        self.saved = saved
+        self.versions = tuple([t._vc[0] for t in saved]) if saved else ()
+        self.out_version = out_version
+        self.freed = False
+
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def next_functions(self) -> tuple:
+        return tuple((None if t is None else (t.grad_fn or _AccumulateGrad(t)), 0)
+                     for t in self.inputs)
+
+    @property
+    def saves(self) -> bool:
+        return bool(self.saved) or self.out_version >= 0
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {id(self):#x}>"
+
+    def __call__(self, grad: Any, out: Any = None) -> tuple:
+        return self.fn(grad, out)
+
+
+class _AccumulateGrad:
+    """What next_functions shows for a leaf, as torch does."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable: Any) -> None:
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def __repr__(self) -> str:
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+def _check_versions(node: Node, out: Any) -> None:
+    for t, v in zip(node.saved, node.versions):
+        if t._vc[0] != v:
+            _raise_version(t, node, v)
+    if node.out_version >= 0 and out._vc[0] != node.out_version:
+        _raise_version(out, node, node.out_version)
+
+
+def _raise_version(t: Any, node: Node, expected: int) -> None:
+    raise RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: [{t.dtype.name} tensor of shape {list(t.shape)}], which is used "
+        f"by {node.name()}, is at version {t._vc[0]}; expected version {expected} instead. "
+        "Hint: the operation that failed was simulated by making a copy before modifying."
+    )
+
+
+def _apply_hooks(t: Any, g: Any) -> Any:
+    for hook in list(t._hooks.values()):
+        r = hook(g)
+        if r is not None:
+            g = r
+    return g
+
+
+def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: bool,
+                 create_graph: bool, inputs: Sequence[Any] | None = None,
+                 accumulate: bool = True) -> list | None:
+    """Propagate ``root_grads`` from ``roots`` back through the graph.
+
+    With ``accumulate`` the leaf gradients are added into ``.grad`` (restricted to
+    ``inputs`` when given); otherwise the gradients of ``inputs`` are returned
+    (``None`` for an input the roots do not depend on).
+    """
+    deps: dict = {}
+    outs: dict = {}
+    stack = []
+    for r in roots:
+        n = r.grad_fn
+        if n is not None and n not in deps:
+            deps[n] = 0
+            outs[n] = r
+            stack.append(n)
+    while stack:  # count, for each node, the edges that lead into it
+        n = stack.pop()
+        for t in n.inputs:
+            if t is None:
+                continue
+            c = t.grad_fn
+            if c is None:
+                continue
+            if c in deps:
+                deps[c] += 1
+            else:
+                deps[c] = 1
+                outs[c] = t
+                stack.append(c)
+
+    want_nodes: dict = {}
+    want_leaves: dict = {}
+    captured: dict = {}
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            if t.grad_fn is not None:
+                want_nodes.setdefault(t.grad_fn, []).append(i)
+            else:
+                want_leaves.setdefault(id(t), []).append(i)
+
+    grads: dict = {}
+    prev_mode = STATE.enabled
+    STATE.enabled = create_graph
+    try:
+        for r, g in zip(roots, root_grads):
+            n = r.grad_fn
+            if n is None:  # the root is itself a leaf
+                _leaf(r, g, accumulate, want_leaves, captured, create_graph)
+            else:
+                grads[n] = g if n not in grads else grads[n] + g
+        ready = [n for n in outs if deps[n] == 0]
+        processed = []
+        while ready:
+            n = ready.pop()
+            g = grads.pop(n, None)
+            in_grads = None
+            if g is not None:
+                t = outs[n]
+                if t._hooks:
+                    g = _apply_hooks(t, g)
+                if t._retains_grad and accumulate:
+                    gd = g if create_graph else g.detach()
+                    t.grad = gd if t.grad is None else t.grad + gd
+                if n in want_nodes:
+                    for i in want_nodes[n]:
+                        captured[i] = g
+                if n.fn is None:
+                    raise RuntimeError(_FREED_MSG)
+                if n.saved or n.out_version >= 0:
+                    _check_versions(n, t)
+                in_grads = n.fn(g, t)
+                processed.append(n)
+            for i, inp in enumerate(n.inputs):
+                if inp is None:
+                    continue
+                gi = None if in_grads is None else in_grads[i]
+                c = inp.grad_fn
+                if c is None:
+                    if gi is not None:
+                        _leaf(inp, gi, accumulate, want_leaves, captured, create_graph)
+                    continue
+                if gi is not None:
+                    prev = grads.get(c)
+                    grads[c] = gi if prev is None else prev + gi
+                d = deps[c] - 1
+                deps[c] = d
+                if d == 0:
+                    ready.append(c)
+        if not retain_graph:
+            for n in processed:
+                if n.saved or n.out_version >= 0:
+                    n.fn = None  # drops the closure and with it the saved arrays
+                    n.saved = ()
+                n.freed = True
+    finally:
+        STATE.enabled = prev_mode
+    if inputs is None:
+        return None
+    return [captured.get(i) for i in range(len(inputs))]
+
+
+def _leaf(t: Any, g: Any, accumulate: bool, want: dict, captured: dict, create_graph: bool):
+    if t._hooks:
+        g = _apply_hooks(t, g)
+    if want:
+        idx = want.get(id(t))
+        if idx is not None:
+            for i in idx:
+                prev = captured.get(i)
+                captured[i] = g if prev is None else prev + g
+        if not accumulate or idx is None:
+            return
+    elif not accumulate:
+        return
+    if g._data.dtype != t._data.dtype:
+        g = g.to(t.dtype)
+    if t.grad is None:
+        if create_graph:
+            t.grad = g
+        else:
+            t.grad = type(g)._wrap(g._data.copy())
+    elif create_graph or t.grad._rg:
+        t.grad = t.grad + g
+    else:
+        gd = t.grad._data
+        if gd.shape == g._data.shape and gd.flags.writeable:
+            gd += g._data
+        else:
+            t.grad = type(g)._wrap(gd + g._data)

@@ -1,0 +1,188 @@
+"""Array-module dispatch and devices: numpy on the CPU, cupy on NVIDIA GPUs.
+
+Ops never branch per device: they take ``xp = get_array_module(...)`` from their
+inputs (as Chainer does) and call the same code on numpy or cupy arrays. cupy is
+imported lazily, the first time a CUDA device is asked for or a non-numpy array
+is seen, and only if it is installed.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Device",
+    "device",
+    "get_array_module",
+    "to_numpy",
+    "cupy_available",
+    "cuda_is_available",
+    "cuda_device_count",
+    "array_device",
+    "move_to",
+]
+
+_cupy: Any = None
+_cupy_tried = False
+
+
+def _get_cupy() -> Any:
+    """The cupy module, or None when it is not installed (tried once)."""
+    global _cupy, _cupy_tried
+    if not _cupy_tried:
+        _cupy_tried = True
+        try:
+            _cupy = importlib.import_module("cupy")
+        except Exception:  # ImportError, or a broken CUDA install
+            _cupy = None
+    return _cupy
+
+
+def cupy_available() -> bool:
+    return _get_cupy() is not None
+
+
+def cuda_is_available() -> bool:
+    """True when cupy is importable and sees at least one GPU."""
+    return cuda_device_count() > 0
+
+
+def cuda_device_count() -> int:
+    cp = _get_cupy()
+    if cp is None:
+        return 0
+    try:
+        return int(cp.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+class Device:
+    """A device like ``torch.device``: ``Device("cpu")``, ``Device("cuda:1")``, ``Device("cuda", 0)``."""
+
+    __slots__ = ("type", "index")
+
+    def __new__(cls, spec: Any = "cpu", index: int | None = None) -> Device:
+        if isinstance(spec, Device):
+            return spec
+        if isinstance(spec, int) and index is None:
+            spec, index = "cuda", spec
+        if not isinstance(spec, str):
+            raise TypeError(f"device() expected a string, int or device, got {type(spec).__name__}")
+        kind, _, idx = spec.partition(":")
+        if kind not in ("cpu", "cuda"):
+            raise RuntimeError(
+                f"Expected one of cpu, cuda device type at start of device string: {spec}"
+            )
+        if idx:
+            if index is not None:
+                raise RuntimeError(f"device index given twice: {spec!r} and {index}")
+            if not idx.isdigit():
+                raise RuntimeError(f"Invalid device string: '{spec}'")
+            index = int(idx)
+        key = (kind, index)
+        cached = _DEVICES.get(key)
+        if cached is not None:
+            return cached
+        self = object.__new__(cls)
+        object.__setattr__(self, "type", kind)
+        object.__setattr__(self, "index", index)
+        _DEVICES[key] = self
+        return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Device is immutable")
+
+    def __repr__(self) -> str:
+        if self.index is None:
+            return f"device(type='{self.type}')"
+        return f"device(type='{self.type}', index={self.index})"
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            try:
+                other = Device(other)
+            except (RuntimeError, TypeError):
+                return False
+        if not isinstance(other, Device):
+            return NotImplemented
+        return self.type == other.type and self.index == other.index
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index))
+
+    def __reduce__(self):  # pickling keeps the interning
+        return (Device, (str(self),))
+
+
+_DEVICES: dict = {}
+device = Device
+CPU = Device("cpu")
+
+
+def get_array_module(*xs: Any) -> Any:
+    """numpy, or cupy when any argument (an ndarray or an engine Tensor) lives on a GPU."""
+    for x in xs:
+        x = getattr(x, "_data", x)
+        if type(x) is np.ndarray or x is None or isinstance(x, (int, float, bool, np.generic)):
+            continue
+        cp = _get_cupy()
+        if cp is not None and isinstance(x, cp.ndarray):
+            return cp
+    return np
+
+
+def xp_of(array: Any) -> Any:
+    """The array module of one ndarray (the hot-path form of get_array_module)."""
+    if type(array) is np.ndarray:
+        return np
+    return get_array_module(array)
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """A numpy array from a numpy or cupy array (copies device memory to the host)."""
+    array = getattr(array, "_data", array)
+    if isinstance(array, np.ndarray):
+        return array
+    cp = _get_cupy()
+    if cp is not None and isinstance(array, cp.ndarray):
+        return cp.asnumpy(array)
+    return np.asarray(array)
+
+
+def array_device(array: Any) -> Device:
+    """The Device that holds an ndarray."""
+    if type(array) is np.ndarray:
+        return CPU
+    cp = _get_cupy()
+    if cp is not None and isinstance(array, cp.ndarray):
+        return Device("cuda", int(array.device.id))
+    return CPU
+
+
+def move_to(array: Any, dev: Device) -> Any:
+    """The array on device ``dev`` (the same object when it is already there)."""
+    if dev.type == "cpu":
+        return to_numpy(array)
+    cp = _get_cupy()
+    if cp is None:
+        raise RuntimeError(
+            "CUDA device requested but cupy is not installed (pip install 'trainyard[gpu]')"
+        )
+    if cuda_device_count() == 0:
+        raise RuntimeError("CUDA device requested but no CUDA GPU is available")
+    index = 0 if dev.index is None else dev.index
+    if isinstance(array, cp.ndarray) and int(array.device.id) == index:
+        return array
+    with cp.cuda.Device(index):
+        return cp.asarray(array)
+
+
+def default_cuda_index() -> int:
+    cp = _get_cupy()
+    return int(cp.cuda.runtime.getDevice()) if cp is not None else 0
