@@ -5,7 +5,18 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -48,7 +59,13 @@ class Dataset(Base):
 
 
 class Job(Base):
-    """A training job and its live state (status, progress, final metrics)."""
+    """A training job and its live state (status, progress, final metrics).
+
+    ``attempt`` counts claims by workers and is the fencing token: every write a worker
+    makes for the job checks it, so a stale worker cannot overwrite a newer attempt. A
+    running job's worker keeps ``lease_expires_at`` in the future; a reaper requeues jobs
+    whose lease lapsed, up to ``max_restarts`` times.
+    """
 
     __tablename__ = "jobs"
 
@@ -59,7 +76,14 @@ class Job(Base):
     training: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_restarts: Mapped[int] = mapped_column(Integer, default=3)
+    time_limit_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failure_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
@@ -73,7 +97,8 @@ class Metric(Base):
     """One scalar: per step (``kind='step'``) or per epoch (``kind='epoch'``)."""
 
     __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_job_kind_step", "job_id", "kind", "step"),)
+    # one value per (job, kind, name, step): a resumed attempt cannot duplicate a step
+    __table_args__ = (UniqueConstraint("job_id", "kind", "name", "step", name="uq_metrics_job_kind_name_step"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -85,7 +110,8 @@ class Metric(Base):
 
 
 class Checkpoint(Base):
-    """A model checkpoint: the safetensors file itself lives in ``data``."""
+    """A checkpoint: ``data`` is the model's safetensors file (what users download);
+    ``state`` holds what exact resume needs beside it (optimizer, RNG, loader position)."""
 
     __tablename__ = "checkpoints"
 
@@ -93,6 +119,8 @@ class Checkpoint(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     epoch: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
     size_bytes: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

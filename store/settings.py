@@ -26,6 +26,16 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # Job supervision (seconds). A running job's lease is renewed every lease_s / 3; the
+    # reaper requeues jobs whose lease lapsed and re-sends queued jobs whose message may
+    # have been lost (a broker restart) after requeue_after_s.
+    lease_s: float = 30.0
+    reaper_interval_s: float = 5.0
+    requeue_after_s: float = 300.0
+    max_restarts: int = 3
+    max_job_seconds: int = 7 * 24 * 3600
+    graceful_stop_s: float = 20.0
+
     max_request_bytes: int = 64 * 1024 * 1024
     max_dataset_samples: int = 1_000_000
     max_epochs: int = 1000

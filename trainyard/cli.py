@@ -14,7 +14,7 @@ def _serve(args: argparse.Namespace) -> int:
     from trainyard.stack import Stack
 
     settings = get_settings()
-    stack = Stack(host=args.host, port=args.port, data_dir=args.data_dir or settings.data_dir)
+    stack = Stack(host=args.host, port=args.port, data_dir=args.data_dir or settings.data_dir, workers=args.workers)
     stopping = False
 
     def _stop(signum, _frame):
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=os.environ.get("TRAINYARD_API_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("TRAINYARD_API_PORT", "8000")))
     serve.add_argument("--data-dir", default=None, help="where SQLite and embedded Redis keep data")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (one job each at a time)")
     serve.set_defaults(func=_serve)
     api = sub.add_parser("api", help="run only the API (after migrating the database)")
     api.add_argument("--host", default="0.0.0.0")

@@ -24,13 +24,15 @@ class Stack:
     (DATABASE_URL, REDIS_URL, TRAINYARD_*); unset URLs select the embedded default."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = ".trainyard",
-                 env: dict[str, str] | None = None, log_file: Path | None = None):
-        self.host, self.port = host, port
+                 env: dict[str, str] | None = None, log_file: Path | None = None, workers: int = 1):
+        self.host, self.port, self.n_workers = host, port, workers
         self.data_dir = Path(data_dir).resolve()
         self.env = {**os.environ, **(env or {})}
         self.env["TRAINYARD_DATA_DIR"] = str(self.data_dir)
         self.log_file = log_file
         self.children: list[Child] = []
+        self.workers: list[Child] = []
+        self._out = None
 
     @property
     def base_url(self) -> str:
@@ -42,7 +44,7 @@ class Stack:
 
     def start(self) -> "Stack":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab") if self.log_file else None
+        self._out = out = open(self.log_file, "ab") if self.log_file else None
         try:
             if not self.env.get("REDIS_URL"):
                 self._start_embedded_redis(out)
@@ -51,17 +53,30 @@ class Stack:
             api = Child("api", [sys.executable, "-m", "uvicorn", "api.main:app", "--host", self.host,
                                 "--port", str(self.port), "--log-level", "warning"], self.env, stop_timeout=10)
             self.children.append(api.start(out))
-            worker = Child("worker", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                                      "--pool", "solo", "--queues", self.env.get("TRAINYARD_QUEUE", "training"),
-                                      "--hostname", f"trainyard-{os.getpid()}@%h", "--loglevel", "INFO",
-                                      "--without-gossip", "--without-mingle"], self.env, stop_timeout=30)
-            self.children.append(worker.start(out))
+            for i in range(self.n_workers):
+                self.start_worker(i)
             wait_for_port(self.host, self.port, 60, api.proc)
             self._wait_healthy(60)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_worker(self, index: int) -> Child:
+        """Start (or restart) worker ``index``: a Celery worker running one job at a time."""
+        queue = self.env.get("TRAINYARD_QUEUE", "training")
+        worker = Child(f"worker-{index}", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+                                           "--pool", "solo", "--queues", queue, "--loglevel", "INFO",
+                                           "--hostname", f"trainyard-{os.getpid()}-{index}@%h",
+                                           "--without-gossip", "--without-mingle"], self.env, stop_timeout=30)
+        worker.start(self._out)
+        if index < len(self.workers):
+            self.children[self.children.index(self.workers[index])] = worker
+            self.workers[index] = worker
+        else:
+            self.workers.append(worker)
+            self.children.append(worker)
+        return worker
 
     def _start_embedded_redis(self, out) -> None:
         port = free_port()
@@ -89,7 +104,11 @@ class Stack:
         return next((c for c in self.children if not c.alive()), None)
 
     def stop(self) -> None:
-        """Stop the API, then the worker, then Redis (reverse start order)."""
+        """Stop the workers (each checkpoints and requeues its job), the API, then Redis."""
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        self.workers.clear()
+        if self._out:
+            self._out.close()
+            self._out = None

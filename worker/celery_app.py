@@ -1,9 +1,11 @@
 """The Celery application the worker process runs (``celery -A worker.celery_app worker``)."""
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 
+from store import tasks
 from store.settings import get_settings
+from worker.supervision import WORKER_SHUTDOWN, Reaper
 
 settings = get_settings()
 
@@ -14,10 +16,34 @@ app.conf.update(
     result_serializer="json",
     task_ignore_result=True,
     task_default_queue=settings.queue,
-    # Long tasks: take one message at a time and acknowledge it only when done.
+    # Long tasks: one message at a time, acknowledged when done. The database, not the
+    # broker, decides whether a job runs (see store.repositories.jobs.claim), so redelivered
+    # or duplicated messages are harmless and the reaper's attempt cap prevents loops.
     task_acks_late=True,
+    task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": 24 * 3600},
+    broker_transport_options={"visibility_timeout": settings.max_job_seconds + 3600},
     worker_cancel_long_running_tasks_on_connection_loss=True,
 )
+
+
+def send_train(job_id: str) -> None:
+    app.send_task(tasks.TRAIN, args=[job_id], queue=settings.queue)
+
+
+_reaper: Reaper | None = None
+
+
+@signals.worker_ready.connect
+def _start_reaper(**_) -> None:
+    global _reaper
+    _reaper = Reaper(settings.resolved_database_url, settings.reaper_interval_s, settings.requeue_after_s, send_train)
+    _reaper.start()
+
+
+@signals.worker_shutting_down.connect
+def _shutting_down(**_) -> None:
+    WORKER_SHUTDOWN.set()
+    if _reaper is not None:
+        _reaper.stop()

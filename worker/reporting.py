@@ -1,8 +1,15 @@
 """Writes a running job's progress, metrics and checkpoints, fenced by its attempt."""
 from __future__ import annotations
 
+import logging
+import time
+
+from sqlalchemy.exc import DBAPIError
+
 from store.db import session_scope
 from store.repositories import checkpoints, jobs, metrics
+
+log = logging.getLogger(__name__)
 
 
 class JobLost(RuntimeError):
@@ -10,11 +17,13 @@ class JobLost(RuntimeError):
 
 
 class Reporter:
-    """Buffers per-step losses and writes them with progress in one transaction."""
+    """Buffers per-step losses and writes them with progress (and, at checkpoints, the
+    checkpoint) in one transaction, retried with backoff while the database is away."""
 
-    def __init__(self, database_url: str, job_id: str, attempt: int, flush_every: int):
+    def __init__(self, database_url: str, job_id: str, attempt: int, flush_every: int, retry_for_s: float = 60.0):
         self.url, self.job_id, self.attempt = database_url, job_id, attempt
         self.flush_every = max(1, flush_every)
+        self.retry_for_s = retry_for_s
         self._rows: list[dict] = []
         self.epoch = self.step = 0
 
@@ -24,19 +33,31 @@ class Reporter:
         if len(self._rows) >= self.flush_every:
             self.flush()
 
-    def flush(self, *, epoch_metrics: dict[str, float] | None = None, checkpoint: bytes | None = None) -> None:
-        rows = self._rows
+    def flush(self, *, epoch_metrics: dict[str, float] | None = None,
+              checkpoint: tuple[bytes, bytes] | None = None) -> None:
+        rows = list(self._rows)
         if epoch_metrics:
-            rows = rows + [
-                {"kind": "epoch", "name": k, "epoch": self.epoch, "step": self.step, "value": v}
-                for k, v in epoch_metrics.items()
-            ]
+            rows += [{"kind": "epoch", "name": k, "epoch": self.epoch, "step": self.step, "value": v}
+                     for k, v in epoch_metrics.items()]
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.1
+        while True:
+            try:
+                self._write(rows, checkpoint)
+                break
+            except DBAPIError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("metrics write for job %s failed (%s); retrying in %.1fs", self.job_id, exc.orig, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._rows = []
+
+    def _write(self, rows: list[dict], checkpoint: tuple[bytes, bytes] | None) -> None:
         with session_scope(self.url) as session:
-            if not jobs.set_progress(
-                session, job_id=self.job_id, attempt=self.attempt, epoch=self.epoch, step=self.step
-            ):
+            if not jobs.set_progress(session, job_id=self.job_id, attempt=self.attempt, epoch=self.epoch, step=self.step):
                 raise JobLost(f"job {self.job_id} attempt {self.attempt} no longer owns the job")
             metrics.add_many(session, job_id=self.job_id, rows=rows)
             if checkpoint is not None:
-                checkpoints.add(session, job_id=self.job_id, epoch=self.epoch, step=self.step, data=checkpoint)
-        self._rows = []
+                checkpoints.add(session, job_id=self.job_id, epoch=self.epoch, step=self.step,
+                                attempt=self.attempt, data=checkpoint[0], state=checkpoint[1])

@@ -1,11 +1,17 @@
-"""The training loop: a job row in, metrics and checkpoints out, on the engine."""
+"""The training loop: a job row in; metrics, checkpoints and a final status out.
+
+A job may run in several attempts (worker lost, graceful stop, infrastructure error); each
+resumes from the last checkpoint so that the final weights equal an uninterrupted run's.
+"""
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
+import os
+import socket
+import time
 import traceback
+from datetime import timezone
 from typing import Any
 
 import numpy as np
@@ -15,13 +21,20 @@ from engine import nn, optim, spec
 from engine.utils.data import DataLoader, TensorDataset
 from store.db import session_scope
 from store.models import JobStatus
-from store.repositories import datasets, jobs
+from store.repositories import checkpoints, datasets, jobs, metrics
 from store.settings import Settings
+from worker import checkpoints as ckpt_files
+from worker import failures
 from worker.data import split_indices
 from worker.reporting import JobLost, Reporter
+from worker.sampling import EpochSampler
+from worker.supervision import Control, Heartbeat
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = "trainyard.checkpoint.v1"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def build_optimizer(params, config: dict[str, Any]) -> optim.Optimizer:
@@ -46,83 +59,197 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, x: engine.Tensor, y: engine.T
     return {"val_loss": total_loss / n, "val_accuracy": correct / n}
 
 
-def checkpoint_bytes(model: nn.Module, *, job_id: str, model_spec: dict, epoch: int, step: int) -> bytes:
-    buf = io.BytesIO()
-    metadata = {
-        "format": CHECKPOINT_FORMAT,
-        "job_id": job_id,
-        "spec": json.dumps(model_spec),
-        "epoch": str(epoch),
-        "step": str(step),
-    }
-    engine.save(model.state_dict(), buf, metadata=metadata)
-    return buf.getvalue()
+def estimated_memory_bytes(model: nn.Module, optimizer_type: str) -> int:
+    """Parameters, gradients and optimizer moments: a floor for the memory training needs."""
+    copies = {"Adam": 4, "AdamW": 4, "SGD": 3}.get(optimizer_type, 4)
+    return copies * sum(p.numel() * p._data.itemsize for p in model.parameters())
 
 
 def run_job(job_id: str, settings: Settings) -> str:
-    """Train one job end to end. A job that is not queued (already finished, or running
-    under another delivery) is skipped, so a redelivered message never trains twice."""
+    """Run (or resume) one job. A job that is not queued, already finished or running
+    under another delivery, is skipped, so a redelivered message never trains twice.
+    Returns 'succeeded', 'failed', 'cancelled', 'requeued' or 'skipped'."""
     url = settings.resolved_database_url
     with session_scope(url) as session:
         job = jobs.get(session, job_id=job_id)
         if job is None or job.status != JobStatus.QUEUED:
             log.info("job %s is %s; skipping", job_id, job and job.status)
             return "skipped"
-        training, model_spec = job.training, job.model_spec
+        training, model_spec, max_restarts = job.training, job.model_spec, job.max_restarts
+        time_limit = min(job.time_limit_s or settings.max_job_seconds, settings.max_job_seconds)
         inputs, targets = datasets.load_arrays(session, dataset_id=job.dataset_id)
         train_idx, val_idx = split_indices(len(inputs), training["validation_split"], training["seed"])
         steps_per_epoch = math.ceil(len(train_idx) / training["batch_size"])
-        attempt = jobs.claim(session, job_id=job_id, total_steps=steps_per_epoch * training["epochs"])
-    if attempt is None:
-        return "skipped"
+        attempt = jobs.claim(session, job_id=job_id, total_steps=steps_per_epoch * training["epochs"],
+                             worker=worker_name(), lease_s=settings.lease_s)
+        if attempt is None:
+            return "skipped"
+        latest = checkpoints.latest_with_data(session, job_id=job_id, with_state=True)
+        resume = (latest.data, latest.state, latest.step) if latest is not None and latest.state else None
+        # steps the lost attempt logged after its last checkpoint will be trained again
+        metrics.delete_after(session, job_id=job_id, step=resume[2] if resume else 0)
+        started_at = job.started_at
+
+    control = Control()
+    heartbeat = Heartbeat(url, job_id, attempt, settings.lease_s, control)
+    heartbeat.start()
+    loop = None
     try:
-        final = _train(job_id, attempt, settings, model_spec, training, inputs, targets, train_idx, val_idx)
+        loop = TrainingLoop(job_id, attempt, settings, model_spec, training, inputs, targets, train_idx,
+                            val_idx, control, deadline=_timestamp(started_at) + time_limit)
+        if resume:
+            loop.restore(resume[0], resume[1])
+        final = loop.run()
     except JobLost as exc:
         log.warning("%s", exc)
         return "skipped"
-    except Exception as exc:  # noqa: BLE001 - any failure is the job's, reported in its row
-        log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+    except failures.Cancelled:
         with session_scope(url) as session:
-            jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return "failed"
+            jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.CANCELLED,
+                        failure_kind=failures.CANCELLED, error="cancelled by the user")
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 - every failure is the job's to report
+        return _fail(job_id, attempt, max_restarts, settings, loop, exc)
+    finally:
+        heartbeat.stop()
+    if final is None:  # graceful stop: checkpointed, back in the queue
+        with session_scope(url) as session:
+            released = jobs.release(session, job_id=job_id, attempt=attempt, reason="worker stopped; resuming")
+            if released:
+                jobs.mark_enqueued(session, job_id=job_id)
+        if released:
+            _send(job_id)
+        return "requeued"
     with session_scope(url) as session:
         jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.SUCCEEDED, final_metrics=final)
     return "succeeded"
 
 
-def _train(job_id, attempt, settings, model_spec, training, inputs, targets, train_idx, val_idx) -> dict[str, float]:
-    engine.manual_seed(training["seed"])
-    model = spec.build_model(model_spec)
-    loss_fn = nn.CrossEntropyLoss()
-    optimizer = build_optimizer(model.parameters(), training["optimizer"])
-    x = engine.tensor(inputs, dtype=engine.float32)
-    y = engine.tensor(targets.astype(np.int64), dtype=engine.int64)
-    x_train, y_train = x[train_idx], y[train_idx]
-    x_val, y_val = x[val_idx], y[val_idx]
-    generator = engine.Generator().manual_seed(training["seed"])
-    loader = DataLoader(
-        TensorDataset(x_train, y_train), batch_size=training["batch_size"], shuffle=True, generator=generator
-    )
-    reporter = Reporter(settings.resolved_database_url, job_id, attempt, settings.metrics_flush_every)
-    step, final = 0, {}
-    for epoch in range(1, training["epochs"] + 1):
-        model.train()
-        loss_sum, seen = 0.0, 0
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss became {value} at epoch {epoch}, step {step}")
-            loss_sum += value * xb.shape[0]
-            seen += xb.shape[0]
-            reporter.step_loss(epoch, step, value)
-        final = {"train_loss": loss_sum / max(seen, 1)}
-        if len(val_idx):
-            final.update(evaluate(model, loss_fn, x_val, y_val, training["batch_size"]))
-        ckpt = checkpoint_bytes(model, job_id=job_id, model_spec=model_spec, epoch=epoch, step=step)
-        reporter.flush(epoch_metrics=final, checkpoint=ckpt)
-    return final
+def _timestamp(value) -> float:
+    # SQLite hands back naive datetimes; every stored time is UTC
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _send(job_id: str) -> None:
+    from worker.celery_app import send_train
+
+    send_train(job_id)
+
+
+def _fail(job_id: str, attempt: int, max_restarts: int, settings: Settings, loop: "TrainingLoop | None",
+          exc: Exception) -> str:
+    kind = failures.classify(exc)
+    log.error("job %s attempt %s: %s failure:\n%s", job_id, attempt, kind, traceback.format_exc())
+    message = f"{type(exc).__name__}: {exc}"
+    if kind == failures.OOM and loop is not None:
+        need = estimated_memory_bytes(loop.model, loop.training["optimizer"]["type"])
+        message += f" (the model's parameters, gradients and optimizer state need about {need / 2**20:.1f} MiB)"
+    url = settings.resolved_database_url
+    for delay in (0.5, 1, 2, 4, 8):
+        try:
+            with session_scope(url) as session:
+                if kind == failures.INFRASTRUCTURE and attempt <= max_restarts:
+                    if jobs.release(session, job_id=job_id, attempt=attempt, reason=f"retrying after {message}"):
+                        jobs.mark_enqueued(session, job_id=job_id)
+                        session.commit()
+                        _send(job_id)
+                        return "requeued"
+                    return "skipped"
+                jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.FAILED,
+                            error=message, failure_kind=kind)
+            return "failed"
+        except Exception as db_exc:  # noqa: BLE001 - the database may be restarting
+            log.warning("could not record failure of job %s: %s", job_id, db_exc)
+            time.sleep(delay)
+    return "failed"  # the lease will lapse and the reaper takes over
+
+
+class TrainingLoop:
+    """One attempt's training: model, optimizer and data order, resumable at any step."""
+
+    def __init__(self, job_id, attempt, settings: Settings, model_spec, training, inputs, targets,
+                 train_idx, val_idx, control: Control, deadline: float):
+        self.job_id, self.attempt, self.settings = job_id, attempt, settings
+        self.model_spec, self.training, self.control, self.deadline = model_spec, training, control, deadline
+        self.batch_size = training["batch_size"]
+        engine.manual_seed(training["seed"])
+        self.model = spec.build_model(model_spec)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.optimizer = build_optimizer(self.model.parameters(), training["optimizer"])
+        x = engine.tensor(inputs, dtype=engine.float32)
+        y = engine.tensor(targets.astype(np.int64), dtype=engine.int64)
+        self.x_val, self.y_val = x[val_idx], y[val_idx]
+        self.sampler = EpochSampler(len(train_idx), training["seed"])
+        self.loader = DataLoader(TensorDataset(x[train_idx], y[train_idx]), batch_size=self.batch_size,
+                                 sampler=self.sampler)
+        self.steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
+        self.reporter = Reporter(settings.resolved_database_url, job_id, attempt, settings.metrics_flush_every)
+        self.every = training.get("checkpoint_every") or self.steps_per_epoch
+        self.position = {"epoch": 1, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0}
+        self.final: dict[str, float] = {}
+
+    def restore(self, model_bytes: bytes, state_bytes: bytes) -> None:
+        self.position = ckpt_files.restore(self.model, self.optimizer, model_bytes, state_bytes)
+        self.final = self.position.pop("final", {}) or {}
+
+    def checkpoint(self, epoch_metrics: dict[str, float] | None = None) -> None:
+        p = self.position
+        model_bytes = ckpt_files.model_file(self.model, job_id=self.job_id, model_spec=self.model_spec,
+                                            epoch=p["epoch"], step=p["step"])
+        state_bytes = ckpt_files.state_file(self.optimizer, {**p, "final": self.final})
+        self.reporter.flush(epoch_metrics=epoch_metrics, checkpoint=(model_bytes, state_bytes))
+
+    def run(self) -> dict[str, float] | None:
+        """Train to the end and return the final metrics, or None after a graceful stop."""
+        p = self.position
+        epochs = self.training["epochs"]
+        if p["batch"] >= self.steps_per_epoch:  # resumed from an end-of-epoch checkpoint
+            p.update(epoch=p["epoch"] + 1, batch=0, loss_sum=0.0, seen=0)
+        while p["epoch"] <= epochs:
+            self.model.train()
+            self.sampler.set_epoch(p["epoch"], start=p["batch"] * self.batch_size)
+            self.reporter.epoch = p["epoch"]
+            for xb, yb in self.loader:
+                if self._stop_requested():
+                    return None
+                self._step(xb, yb)
+                if p["batch"] < self.steps_per_epoch and p["step"] % self.every == 0:
+                    self.checkpoint()
+            self.final = {"train_loss": p["loss_sum"] / max(p["seen"], 1)}
+            if len(self.x_val):
+                self.final.update(evaluate(self.model, self.loss_fn, self.x_val, self.y_val, self.batch_size))
+            self.checkpoint(epoch_metrics=self.final)
+            if p["epoch"] == epochs:
+                break
+            p.update(epoch=p["epoch"] + 1, batch=0, loss_sum=0.0, seen=0)
+        return self.final
+
+    def _stop_requested(self) -> bool:
+        if time.time() > self.deadline:
+            raise failures.TimeLimitExceeded("the job ran past its time limit")
+        if not self.control.should_stop():
+            return False
+        if self.control.lost.is_set():
+            raise JobLost(f"job {self.job_id} attempt {self.attempt} was taken over")
+        if self.control.cancel.is_set():
+            self.reporter.flush()
+            raise failures.Cancelled()
+        self.checkpoint()  # worker shutting down: save exactly where we are
+        return True
+
+    def _step(self, xb, yb) -> None:
+        p = self.position
+        self.optimizer.zero_grad()
+        loss = self.loss_fn(self.model(xb), yb)
+        loss.backward()
+        self.optimizer.step()
+        value = loss.item()
+        p["step"] += 1
+        p["batch"] += 1
+        if not math.isfinite(value):
+            if self.training.get("stop_on_nan", True):
+                raise FloatingPointError(f"loss became {value} at epoch {p['epoch']}, step {p['step']}")
+            return  # not recorded: metrics hold finite numbers only
+        p["loss_sum"] += value * xb.shape[0]
+        p["seen"] += xb.shape[0]
+        self.reporter.step_loss(p["epoch"], p["step"], value)

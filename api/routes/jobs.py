@@ -10,8 +10,7 @@ from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
 from api.schemas.jobs import JobCreate, JobList, JobOut
 from engine import spec
-from store.db import session_scope
-from store.models import Job, JobStatus
+from store.models import Job
 from store.repositories import datasets, jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -34,21 +33,22 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep) -> J
         raise FieldError(
             ["body", "training", "epochs"], f"exceeds the limit of {settings.max_epochs} epochs"
         )
+    training = body.training
     job = jobs.create(
         session,
         name=body.name,
         dataset_id=body.dataset_id,
         model_spec=body.model,
-        training=body.training.model_dump(mode="json"),
+        training=training.model_dump(mode="json"),
+        max_restarts=settings.max_restarts if training.max_restarts is None else training.max_restarts,
+        time_limit_s=min(training.time_limit_s or settings.max_job_seconds, settings.max_job_seconds),
     )
     session.commit()  # the worker must find the row before the message arrives
     try:
         queue.enqueue_training(settings, job.id)
-    except Exception as exc:
-        log.exception("could not enqueue job %s", job.id)
-        with session_scope(settings.resolved_database_url) as s:
-            jobs.finish(s, job_id=job.id, status=JobStatus.FAILED, error=f"broker unavailable: {exc}")
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the job queue is unavailable; the job was marked failed") from exc
+        jobs.mark_enqueued(session, job_id=job.id)
+    except Exception:  # noqa: BLE001 - the job stays queued; the workers' reaper re-sends it
+        log.exception("could not enqueue job %s; the reaper will send it when the broker is back", job.id)
     return JobOut.from_row(job)
 
 
@@ -61,3 +61,15 @@ def list_jobs(session: SessionDep, status_filter: str | None = None, limit: int 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, session: SessionDep) -> JobOut:
     return JobOut.from_row(get_job_or_404(session, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job_id: str, session: SessionDep) -> JobOut:
+    """A queued job is cancelled at once; a running one stops at its next step boundary
+    (within seconds), keeping its checkpoints. A finished job answers 409."""
+    job = get_job_or_404(session, job_id)
+    if jobs.request_cancel(session, job_id=job_id) is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} already {job.status}; nothing to cancel")
+    session.commit()
+    session.refresh(job)
+    return JobOut.from_row(job)

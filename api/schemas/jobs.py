@@ -42,6 +42,10 @@ class TrainingConfig(_Strict):
     loss: LossConfig = LossConfig()
     seed: int = Field(default=0, ge=0, lt=2**32)
     validation_split: float = Field(default=0.2, ge=0.0, lt=1.0)
+    checkpoint_every: int | None = Field(default=None, ge=1, description="steps between checkpoints; default: each epoch")
+    time_limit_s: int | None = Field(default=None, ge=1, description="wall-clock limit; capped by the server's")
+    max_restarts: int | None = Field(default=None, ge=0, le=100, description="attempts after a lost worker")
+    stop_on_nan: bool = True
 
 
 class JobCreate(_Strict):
@@ -75,6 +79,8 @@ class JobOut(BaseModel):
     training: dict[str, Any]
     attempt: int
     error: str | None
+    failure_kind: str | None
+    cancel_requested: bool
     created_at: UTCDateTime
     started_at: UTCDateTime | None
     finished_at: UTCDateTime | None
@@ -92,6 +98,8 @@ class JobOut(BaseModel):
             training=job.training,
             attempt=job.attempt,
             error=job.error,
+            failure_kind=job.failure_kind,
+            cancel_requested=job.cancel_requested,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

@@ -36,7 +36,14 @@ def upgrade() -> None:
     sa.Column('training', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('max_restarts', sa.Integer(), nullable=False),
+    sa.Column('time_limit_s', sa.Integer(), nullable=True),
+    sa.Column('cancel_requested', sa.Boolean(), nullable=False),
+    sa.Column('worker', sa.String(length=200), nullable=True),
+    sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('enqueued_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('failure_kind', sa.String(length=32), nullable=True),
     sa.Column('epoch', sa.Integer(), nullable=False),
     sa.Column('step', sa.Integer(), nullable=False),
     sa.Column('total_steps', sa.Integer(), nullable=False),
@@ -56,8 +63,10 @@ def upgrade() -> None:
     sa.Column('job_id', sa.String(length=32), nullable=False),
     sa.Column('epoch', sa.Integer(), nullable=False),
     sa.Column('step', sa.Integer(), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('size_bytes', sa.Integer(), nullable=False),
     sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.Column('state', sa.LargeBinary(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
@@ -74,17 +83,12 @@ def upgrade() -> None:
     sa.Column('step', sa.Integer(), nullable=False),
     sa.Column('value', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('job_id', 'kind', 'name', 'step', name='uq_metrics_job_kind_name_step')
     )
-    with op.batch_alter_table('metrics', schema=None) as batch_op:
-        batch_op.create_index('ix_metrics_job_kind_step', ['job_id', 'kind', 'step'], unique=False)
-
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('metrics', schema=None) as batch_op:
-        batch_op.drop_index('ix_metrics_job_kind_step')
-
     op.drop_table('metrics')
     with op.batch_alter_table('checkpoints', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_checkpoints_job_id'))

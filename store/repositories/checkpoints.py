@@ -7,8 +7,10 @@ from sqlalchemy.orm import Session, undefer
 from store.models import Checkpoint
 
 
-def add(session: Session, *, job_id: str, epoch: int, step: int, data: bytes) -> Checkpoint:
-    ckpt = Checkpoint(job_id=job_id, epoch=epoch, step=step, size_bytes=len(data), data=data)
+def add(session: Session, *, job_id: str, epoch: int, step: int, data: bytes,
+        attempt: int = 0, state: bytes | None = None) -> Checkpoint:
+    ckpt = Checkpoint(job_id=job_id, epoch=epoch, step=step, attempt=attempt, size_bytes=len(data),
+                      data=data, state=state)
     session.add(ckpt)
     session.flush()
     return ckpt
@@ -28,12 +30,14 @@ def get_with_data(session: Session, *, job_id: str, checkpoint_id: str) -> Check
     return session.scalars(query).one_or_none()
 
 
-def latest_with_data(session: Session, *, job_id: str) -> Checkpoint | None:
+def latest_with_data(session: Session, *, job_id: str, with_state: bool = False) -> Checkpoint | None:
+    """The newest checkpoint (highest step), its file loaded (and its resume state)."""
+    options = [undefer(Checkpoint.data)] + ([undefer(Checkpoint.state)] if with_state else [])
     query = (
         select(Checkpoint)
         .where(Checkpoint.job_id == job_id)
         .order_by(Checkpoint.step.desc(), Checkpoint.created_at.desc())
-        .options(undefer(Checkpoint.data))
+        .options(*options)
         .limit(1)
     )
     return session.scalars(query).one_or_none()

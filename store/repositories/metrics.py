@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from store.models import Metric
@@ -22,3 +22,8 @@ def for_job(session: Session, *, job_id: str, kind: str | None = None) -> list[M
     if kind:
         query = query.where(Metric.kind == kind)
     return list(session.scalars(query.order_by(Metric.step, Metric.epoch, Metric.id)))
+
+
+def delete_after(session: Session, *, job_id: str, step: int) -> int:
+    """Drop rows past ``step``: what a lost attempt logged after its last checkpoint."""
+    return session.execute(delete(Metric).where(Metric.job_id == job_id, Metric.step > step)).rowcount

@@ -16,8 +16,8 @@ def dataset_id(client):
     return client.post("/v1/datasets", json=body).json()["id"]
 
 
-def _job(dataset_id, **changes):
-    body = {"name": "j", "dataset_id": dataset_id, "model": copy.deepcopy(SPEC), "training": copy.deepcopy(TRAINING)}
+def _job(ds_id, **changes):
+    body = {"name": "j", "dataset_id": ds_id, "model": copy.deepcopy(SPEC), "training": copy.deepcopy(TRAINING)}
     body.update(changes)
     return body
 
