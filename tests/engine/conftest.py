@@ -151,6 +151,8 @@ def _compare(e_out, t_out, rtol, atol, what):
     if a.dtype.kind in "biu":
         np.testing.assert_array_equal(a, b, err_msg=what)
     else:
+        if rtol is None:
+            rtol, atol = TOLS[str(a.dtype)]
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
 
 
@@ -172,10 +174,6 @@ def check_op(torch, fn, shapes, dtype="float64", device="cpu", low=-2.0, high=2.
             else:
                 inputs.append(r.uniform(low, high, size=s).astype(dtype))
     inputs = [np.asarray(x) for x in inputs]
-    rt, at = TOLS.get(dtype if inputs and inputs[0].dtype.kind == "f" else "float64",
-                      (1e-10, 1e-12))
-    rtol = rt if rtol is None else rtol
-    atol = at if atol is None else atol
     tx = [torch.tensor(x, requires_grad=grad and x.dtype.kind == "f") for x in inputs]
     ex = [engine.tensor(x, device=device, requires_grad=grad and x.dtype.kind == "f")
           for x in inputs]

@@ -1,0 +1,95 @@
+"""Adam and AdamW, with torch's update order and bias corrections (_single_tensor_adam)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from engine.backend import get_array_module
+from engine.optim.optimizer import Optimizer, _bump, _params_with_grad, _zero_step, _zeros_like
+
+__all__ = ["Adam", "AdamW"]
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g^2;
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). ``amsgrad`` uses max(v)."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False) -> None:
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if differentiable:
+            raise ValueError("differentiable optimizers are not supported")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = self._closure_loss(closure)
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
+            decoupled = group.get("decoupled_weight_decay", False)
+            for p in _params_with_grad(group):
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = _zero_step()
+                    state["exp_avg"] = _zeros_like(p)
+                    state["exp_avg_sq"] = _zeros_like(p)
+                    if amsgrad:
+                        state["max_exp_avg_sq"] = _zeros_like(p)
+                xp = get_array_module(p._data)
+                param = p._data
+                g = p.grad._data
+                if maximize:
+                    g = -g
+                step_t = state["step"]._data
+                step_t += 1
+                if wd != 0:
+                    if decoupled:
+                        param *= 1 - lr * wd
+                    else:
+                        g = g + wd * param
+                m = state["exp_avg"]._data
+                v = state["exp_avg_sq"]._data
+                m += (1 - beta1) * (g - m)  # torch's lerp for weights < 0.5
+                v *= beta2
+                v += (1 - beta2) * g * g
+                step = float(step_t)
+                bias_correction1 = 1 - beta1**step
+                bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+                step_size = lr / bias_correction1
+                if amsgrad:
+                    vmax = state["max_exp_avg_sq"]._data
+                    xp.maximum(vmax, v, out=vmax)
+                    denom = xp.sqrt(vmax) / bias_correction2_sqrt
+                else:
+                    denom = xp.sqrt(v) / bias_correction2_sqrt
+                denom += eps
+                param -= step_size * (m / denom)
+                _bump(p)
+        return loss
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (p *= 1 - lr * wd before the update); wd defaults to 1e-2."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)

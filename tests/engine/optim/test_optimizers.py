@@ -1,0 +1,148 @@
+"""Optimizers against torch: 100-step trajectories, param groups, closures, state_dict both ways."""
+import numpy as np
+import pytest
+
+import engine
+from engine import nn, optim
+
+CONFIGS = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.8, nesterov=True, maximize=True)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.1, amsgrad=True)),
+    ("Adam", dict(lr=0.02, maximize=True, eps=1e-6)),
+    ("Adam", dict(lr=0.02, weight_decay=0.05, decoupled_weight_decay=True)),
+    ("AdamW", dict(lr=0.01)),
+    ("AdamW", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.01)),
+]
+
+
+def _params(torch, dtype, rng):
+    shapes = [(4, 3), (3,), (2, 2, 2)]
+    arrays = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    ep = [nn.Parameter(engine.tensor(a)) for a in arrays]
+    tp = [torch.nn.Parameter(torch.tensor(a)) for a in arrays]
+    return ep, tp
+
+
+def _run(torch, eopt, topt, ep, tp, rng, steps, dtype):
+    for _ in range(steps):
+        for e, t in zip(ep, tp):
+            g = rng.standard_normal(t.shape).astype(dtype)
+            e.grad = engine.tensor(g)
+            t.grad = torch.tensor(g)
+        eopt.step()
+        topt.step()
+
+
+@pytest.mark.parametrize("dtype,rtol,atol", [(np.float64, 1e-10, 1e-12), (np.float32, 1e-5, 1e-6)])
+@pytest.mark.parametrize("name,kw", CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)])
+def test_trajectory_matches_torch(torch, rng, name, kw, dtype, rtol, atol):
+    ep, tp = _params(torch, dtype, rng)
+    eopt = getattr(optim, name)(ep, **kw)
+    topt = getattr(torch.optim, name)(tp, **kw)
+    _run(torch, eopt, topt, ep, tp, rng, 100, dtype)
+    for e, t in zip(ep, tp):
+        np.testing.assert_allclose(np.asarray(e._data), t.detach().numpy(), rtol=rtol, atol=atol)
+        assert e.dtype.name == str(t.dtype).split(".")[1]
+
+
+@pytest.mark.parametrize("name,kw", CONFIGS[:1] + CONFIGS[2:3] + CONFIGS[5:6] + CONFIGS[11:],
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_state_dict_round_trips_with_torch(torch, rng, name, kw):
+    dtype = np.float64
+    ep, tp = _params(torch, dtype, rng)
+    eopt = getattr(optim, name)(ep, **kw)
+    topt = getattr(torch.optim, name)(tp, **kw)
+    _run(torch, eopt, topt, ep, tp, rng, 5, dtype)
+    esd, tsd = eopt.state_dict(), topt.state_dict()
+    assert esd["param_groups"] == tsd["param_groups"]
+    assert esd["state"].keys() == tsd["state"].keys()
+    for i in tsd["state"]:
+        assert list(esd["state"][i]) == list(tsd["state"][i])
+        for k, v in tsd["state"][i].items():
+            np.testing.assert_allclose(np.asarray(esd["state"][i][k]._data), v.numpy(), rtol=1e-10)
+    # engine state -> fresh torch optimizer, torch state -> fresh engine optimizer; both continue
+    ep2, tp2 = _params(torch, dtype, np.random.default_rng(9))
+    for e, t, e0, t0 in zip(ep2, tp2, ep, tp):
+        e._data[...] = e0._data
+        t.data.copy_(t0.data)
+    topt2 = getattr(torch.optim, name)(tp2, **kw)
+    topt2.load_state_dict({"state": {i: {k: torch.tensor(np.asarray(v._data)) for k, v in s.items()}
+                                     for i, s in esd["state"].items()},
+                           "param_groups": esd["param_groups"]})
+    eopt2 = getattr(optim, name)(ep2, **kw)
+    eopt2.load_state_dict(tsd)
+    seed = int(rng.integers(1 << 30))
+    _run(torch, eopt, topt2, ep, tp2, np.random.default_rng(seed), 10, dtype)
+    _run(torch, eopt2, topt, ep2, tp, np.random.default_rng(seed), 10, dtype)
+    for a, b, c, d in zip(ep, tp2, ep2, tp):
+        np.testing.assert_allclose(np.asarray(a._data), b.detach().numpy(), rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(c._data), d.detach().numpy(), rtol=1e-10)
+
+
+def test_param_groups_and_closure(torch, rng):
+    em = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).double()
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).double()
+    em.load_state_dict(tm.state_dict())
+    x, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 1))
+    eopt = optim.SGD([{"params": em[0].parameters()}, {"params": em[2].parameters(), "lr": 0.01}],
+                     lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD([{"params": tm[0].parameters()}, {"params": tm[2].parameters(), "lr": 0.01}],
+                           lr=0.1, momentum=0.9)
+    assert [g["lr"] for g in eopt.param_groups] == [0.1, 0.01]
+    ex, ey, tx, ty = engine.tensor(x), engine.tensor(y), torch.tensor(x), torch.tensor(y)
+    for _ in range(20):
+        def eclosure():
+            eopt.zero_grad()
+            loss = nn.functional.mse_loss(em(ex), ey)
+            loss.backward()
+            return loss
+
+        def tclosure():
+            topt.zero_grad()
+            loss = torch.nn.functional.mse_loss(tm(tx), ty)
+            loss.backward()
+            return loss
+
+        el, tl = eopt.step(eclosure), topt.step(tclosure)
+        assert float(el) == pytest.approx(float(tl), rel=1e-10)
+    for (n, p), (_, q) in zip(em.named_parameters(), tm.named_parameters()):
+        np.testing.assert_allclose(np.asarray(p._data), q.detach().numpy(), rtol=1e-9, err_msg=n)
+
+
+def test_zero_grad_and_validation():
+    p = nn.Parameter(engine.ones(2))
+    opt = optim.Adam([p])
+    p.grad = engine.ones(2)
+    opt.zero_grad(set_to_none=False)
+    assert float(p.grad._data.sum()) == 0
+    opt.zero_grad()
+    assert p.grad is None
+    opt.step()  # no grad: nothing happens, no state
+    assert len(opt.state) == 0
+    for bad in (dict(lr=-1), dict(betas=(1.0, 0.9)), dict(eps=-1), dict(weight_decay=-1)):
+        with pytest.raises(ValueError):
+            optim.Adam([p], **bad)
+    with pytest.raises(ValueError):
+        optim.SGD([p], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError):
+        opt.add_param_group({"params": [p]})
+    with pytest.raises(TypeError):
+        optim.SGD(p, lr=0.1)
+
+
+def test_step_under_autograd_is_not_recorded():
+    p = nn.Parameter(engine.ones(3))
+    opt = optim.SGD([p], lr=0.5, momentum=0.9)
+    (p * p).sum().backward()
+    opt.step()
+    assert p.grad_fn is None and p.requires_grad and isinstance(p, nn.Parameter)
+    np.testing.assert_allclose(p._data, [0.0, 0.0, 0.0])
