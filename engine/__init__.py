@@ -95,3 +95,6 @@ cuda = _Cuda()
 
 __version__ = "0.1.0"
 _ = _grad_mode
+
+from engine import nn, optim, utils  # noqa: E402
+from engine.serialization import load, save  # noqa: E402
