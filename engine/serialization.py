@@ -43,8 +43,13 @@ def _is_flat_state_dict(obj: Any) -> bool:
     return isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
 
 
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    # np.ascontiguousarray would turn a 0-d array (e.g. Adam's step) into shape (1,)
+    return np.require(a, requirements="C")
+
+
 def _host(t: Any) -> np.ndarray:
-    return np.ascontiguousarray(backend.to_numpy(getattr(t, "_data", t)))
+    return _contiguous(backend.to_numpy(getattr(t, "_data", t)))
 
 
 class _Encoder:
@@ -73,7 +78,7 @@ class _Encoder:
             return node
         if isinstance(obj, np.ndarray):
             key = self._key(path)
-            self.tensors[key] = np.ascontiguousarray(obj)
+            self.tensors[key] = _contiguous(obj)
             return {"N": key}
         if isinstance(obj, np.generic):
             obj = obj.item()
