@@ -171,6 +171,8 @@ def norm_dims(dim: Any, ndim: int) -> tuple:
     if isinstance(dim, (int, np.integer)):
         dim = (int(dim),)
     out = tuple(norm_dim(int(d), ndim) for d in dim)
+    if ndim == 0:
+        return ()
     if len(set(out)) != len(out):
         raise RuntimeError("dim appears multiple times in the list of dims")
     return out

@@ -54,10 +54,11 @@ def sub(input: Any, other: Any, *, alpha: Any = 1) -> Tensor:
     """input - alpha * other."""
     if alpha != 1:
         other = mul(other, alpha)
+    if _is_bool(getattr(input, "_data", input)) or _is_bool(getattr(other, "_data", other)):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` "
+                           "operator instead.")
     ta, tb, da, db = prep2(input, other)
-    if _is_bool(da) and _is_bool(db):
-        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not "
-                           "supported. Use the `^` or `logical_xor()` operator instead.")
     r = wrap(da - db)
     if _tracked(ta, tb):
         def bw(g, _):
@@ -96,6 +97,8 @@ def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
         return floor_divide(input, other)
     ta, tb, da, db = prep2(input, other)
     if rounding_mode == "trunc":
+        if _is_bool(da) and _is_bool(db):
+            raise NotImplementedError("\"div_trunc_cpu\" not implemented for 'Bool'")
         q = da / db
         xp = backend.get_array_module(da, db)
         q = xp.trunc(q)
@@ -104,16 +107,11 @@ def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
     if rounding_mode is not None:
         raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' "
                            f"but found '{rounding_mode}'")
-    if da.dtype.kind != "f":
-        da = da.astype(get_default_dtype().np)
-    if isinstance(db, (int, bool)):
-        db = float(db)
-    elif not isinstance(db, float) and db.dtype.kind != "f":
-        db = db.astype(da.dtype)
+    da, db = _true_div_operands(da, db)
     r = wrap(da / db)
     if _tracked(ta, tb):
         def bw(g, out):
-            b = db if tb is None else tb
+            b = (db if tb is None else tb) if ta is not None else tb
             ga = None if ta is None or not ta._rg else grad_to(g / b, ta)
             gb = None if tb is None or not tb._rg else grad_to(-g * out / b, tb)
             return ga, gb
@@ -121,15 +119,39 @@ def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
     return r
 
 
+def _true_div_operands(da: Any, db: Any) -> tuple:
+    """Both operands in one floating dtype (ints divide in the default float dtype)."""
+    fa = getattr(da, "dtype", None)
+    fb = getattr(db, "dtype", None)
+    if fa is None:  # Python scalar numerator
+        if fb.kind != "f":
+            db = db.astype(get_default_dtype().np)
+        return float(da), db
+    if fa.kind != "f":
+        da = da.astype(get_default_dtype().np)
+    if fb is None:
+        return da, float(db)
+    if fb.kind != "f" or fb != da.dtype:
+        db = db.astype(da.dtype)
+    return da, db
+
+
+def _no_bool(da: Any, db: Any, name: str) -> None:
+    if _is_bool(da) and _is_bool(db):
+        raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")
+
+
 def floor_divide(input: Any, other: Any) -> Tensor:
     """Floor division (Python's //); not differentiable."""
     _, _, da, db = prep2(input, other)
+    _no_bool(da, db, "div_floor_cpu")
     return wrap(da // db)
 
 
 def remainder(input: Any, other: Any) -> Tensor:
     """Python-style modulus (sign of the divisor), like torch.remainder."""
     ta, tb, da, db = prep2(input, other)
+    _no_bool(da, db, "remainder_cpu")
     r = wrap(da % db)
     if _tracked(ta, tb):
         def bw(g, _):
@@ -175,7 +197,7 @@ def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001 - torch's name
                     ga = where(tb == 0, 0.0, g * (tb * ta ** (tb - 1)))
                 ga = grad_to(ga, ta)
             if tb is not None and tb._rg:
-                base = ta if ta is not None else as_t(da, like=tb)
+                base = ta if ta is not None else wrap(xp_of(tb).asarray(da, dtype=tb._data.dtype))
                 from engine.ops.unary import log
 
                 gb = where((base == 0) & (tb >= 0), 0.0, g * out * log(base))
@@ -245,8 +267,17 @@ def where(condition: Any, input: Any = None, other: Any = None) -> Tensor:
 
 
 def lerp(input: Tensor, end: Tensor, weight: Any) -> Tensor:
-    """input + weight * (end - input)."""
-    return add(input, mul(weight, sub(end, input)))
+    """input + weight * (end - input), evaluated from the nearer end as torch does."""
+    diff = sub(end, input)
+    if not isinstance(weight, Tensor):
+        if builtins_abs(weight) < 0.5:
+            return add(input, mul(diff, weight))
+        return sub(end, mul(diff, 1 - weight))
+    return where(weight.abs() < 0.5, add(input, mul(weight, diff)),
+                 sub(end, mul(diff, sub(1, weight))))
+
+
+builtins_abs = abs
 
 
 def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002

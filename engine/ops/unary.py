@@ -50,6 +50,8 @@ def _sigmoid_fwd(xp: Any, d: Any) -> Any:
     if xp is np:
         with np.errstate(over="ignore"):
             e = np.exp(-d)
+        if d.ndim == 0:
+            return np.asarray(1 / (1 + e))
     else:
         e = xp.exp(-d)
     e += 1
@@ -60,7 +62,15 @@ def _softplus_fwd(xp: Any, d: Any) -> Any:
     return xp.logaddexp(d, 0.0 if d.dtype != np.float16 else np.float16(0))
 
 
-neg = _unary("neg", lambda xp, d: -d, lambda g, x, o: -g, float_op=False)
+def _neg_fwd(xp: Any, d: Any) -> Any:
+    if d.dtype == np.bool_:
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you "
+                           "are trying to invert a mask, use the `~` or `logical_not()` operator "
+                           "instead.")
+    return -d
+
+
+neg = _unary("neg", _neg_fwd, lambda g, x, o: -g, float_op=False)
 negative = neg
 abs = _unary("abs", lambda xp, d: xp.abs(d), lambda g, x, o: g * sign(x), float_op=False,  # noqa: A001
              save_in=True)
