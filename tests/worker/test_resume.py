@@ -109,7 +109,9 @@ def test_killed_worker_is_reaped_and_resumes_from_last_checkpoint(settings, sent
         training.run_job(job_id, settings)
     with session_scope(url) as s:
         assert jobs.get(s, job_id=job_id).status == "running"
-        assert max(m.step for m in metrics.for_job(s, job_id=job_id)) == 10  # flushed before the kill
+        # steps 10 and 11 were logged after the last checkpoint (step 9): resume must redo them
+        assert max(m.step for m in metrics.for_job(s, job_id=job_id)) == 11
+        assert checkpoints.latest_with_data(s, job_id=job_id).step == 9
         assert jobs.reap(s, requeue_after_s=300) == ([], [])  # lease still valid
         later = utcnow() + timedelta(seconds=settings.lease_s + 1)
         assert jobs.reap(s, now=later, requeue_after_s=300) == ([job_id], [])
