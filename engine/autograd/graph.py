@@ -49,7 +49,7 @@ class Node:
 
     @property
     def saves(self) -> bool:
-        return bool(self.saved) or self.out_version >= 0
+        return bool(self.saved) or self.out_version != -1
 
     def __repr__(self) -> str:
         return f"<{self._name} object at {id(self):#x}>"
@@ -77,7 +77,7 @@ def _check_versions(node: Node, out: Any) -> None:
     for t, v in zip(node.saved, node.versions):
         if t._vc[0] != v:
             _raise_version(t, node, v)
-    if node.out_version >= 0 and out._vc[0] != node.out_version:
+    if node.out_version == -2 or (node.out_version >= 0 and out._vc[0] != node.out_version):
         _raise_version(out, node, node.out_version)
 
 
@@ -142,13 +142,14 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 want_leaves.setdefault(id(t), []).append(i)
 
     grads: dict = {}
+    leaves: dict = {}  # id -> [tensor, summed grad]: hooks and accumulation run once per leaf
     prev_mode = STATE.enabled
     STATE.enabled = create_graph
     try:
         for r, g in zip(roots, root_grads):
             n = r.grad_fn
             if n is None:  # the root is itself a leaf
-                _leaf(r, g, accumulate, want_leaves, captured, create_graph)
+                _collect(leaves, r, g)
             else:
                 grads[n] = g if n not in grads else grads[n] + g
         ready = [n for n in outs if deps[n] == 0]
@@ -169,7 +170,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                         captured[i] = g
                 if n.fn is None:
                     raise RuntimeError(_FREED_MSG)
-                if n.saved or n.out_version >= 0:
+                if n.saved or n.out_version != -1:
                     _check_versions(n, t)
                 in_grads = n.fn(g, t)
                 processed.append(n)
@@ -180,7 +181,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 c = inp.grad_fn
                 if c is None:
                     if gi is not None:
-                        _leaf(inp, gi, accumulate, want_leaves, captured, create_graph)
+                        _collect(leaves, inp, gi)
                     continue
                 if gi is not None:
                     prev = grads.get(c)
@@ -189,9 +190,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 deps[c] = d
                 if d == 0:
                     ready.append(c)
+        for t, g in leaves.values():
+            _leaf(t, g, accumulate, want_leaves, captured, create_graph)
         if not retain_graph:
             for n in processed:
-                if n.saved or n.out_version >= 0:
+                if n.saved or n.out_version != -1:
                     n.fn = None  # drops the closure and with it the saved arrays
                     n.saved = ()
                 n.freed = True
@@ -202,6 +205,14 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
     return [captured.get(i) for i in range(len(inputs))]
 
 
+def _collect(leaves: dict, t: Any, g: Any) -> None:
+    entry = leaves.get(id(t))
+    if entry is None:
+        leaves[id(t)] = [t, g]
+    else:
+        entry[1] = entry[1] + g
+
+
 def _leaf(t: Any, g: Any, accumulate: bool, want: dict, captured: dict, create_graph: bool):
     if t._hooks:
         g = _apply_hooks(t, g)
@@ -209,8 +220,7 @@ def _leaf(t: Any, g: Any, accumulate: bool, want: dict, captured: dict, create_g
         idx = want.get(id(t))
         if idx is not None:
             for i in idx:
-                prev = captured.get(i)
-                captured[i] = g if prev is None else prev + g
+                captured[i] = g
         if not accumulate or idx is None:
             return
     elif not accumulate:

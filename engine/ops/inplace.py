@@ -60,10 +60,19 @@ def apply_inplace(self: Tensor, op: Callable, *args: Any, exact_dtype: bool = Tr
         prev = wrap(self._data.copy())
         prev._rg = self._rg
         prev.grad_fn = self.grad_fn
+        old = self.grad_fn
+        if old is not None and old.out_version >= 0:
+            old.out_version = -2  # its saved output is being overwritten: backward raises
         r = op(prev, *args)
         _store(self, r._data, exact_dtype)
         self.grad_fn = r.grad_fn
         self._rg = r._rg
+        self._vc[0] += 1
+        node = r.grad_fn
+        if node is not None:  # its output is self, now at the bumped version
+            if node.out_version >= 0:
+                node.out_version = self._vc[0]
+        return self
     else:
         _check_inplace(self)
         r = op(self, *args)
