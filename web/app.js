@@ -150,7 +150,9 @@ function fmtDuration(fromIso, toIso) {
   if (!a) return "—";
   const b = toIso ? parseTime(toIso) : new Date();
   if (!b) return "—";
-  let sec = Math.max(0, Math.round((b - a) / 1000));
+  const exact = Math.max(0, (b - a) / 1000);
+  if (exact < 10) return `${exact.toFixed(1)}s`;
+  let sec = Math.round(exact);
   const hr = Math.floor(sec / 3600);
   sec -= hr * 3600;
   const min = Math.floor(sec / 60);

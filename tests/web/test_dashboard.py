@@ -159,7 +159,8 @@ def test_live_job_end_to_end(stack, api, digits_dataset_id, page, tmp_path):
         assert tensors[key].shape == shape
         assert np.isfinite(tensors[key]).all()
 
-    page.get_by_test_id("loss-chart").scroll_into_view_if_needed()
+    page.mouse.move(0, 0)
+    page.evaluate("window.scrollTo(0, 0)")  # a sticky header would land mid-image otherwise
     page.screenshot(path=SCREENSHOT, full_page=True)
 
     # A deep link opens the same detail after a full load.
