@@ -170,6 +170,8 @@ def norm_dims(dim: Any, ndim: int) -> tuple:
         return tuple(range(ndim))
     if isinstance(dim, (int, np.integer)):
         dim = (int(dim),)
+    elif len(dim) == 0:  # torch: an empty dim list reduces over every dim
+        return tuple(range(ndim))
     out = tuple(norm_dim(int(d), ndim) for d in dim)
     if ndim == 0:
         return ()

@@ -125,6 +125,8 @@ def std_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool
 
 def prod(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
     d = input._data
+    if isinstance(dim, (tuple, list)):
+        raise TypeError("prod(): argument 'dim' (position 1) must be int, not tuple")
     if dtype is not None:
         d = d.astype(to_dtype(dtype).np)
     elif d.dtype.kind in "biu":
@@ -173,6 +175,10 @@ def amin(input: Tensor, dim: Any = (), keepdim: bool = False) -> Tensor:
 def _amaxmin(input: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
     d = input._data
     dims = norm_dims(None if dim == () or dim is None else dim, d.ndim)
+    name = "amax" if is_max else "amin"
+    for k in dims:
+        if d.shape[k] == 0 and not (dim == () or dim is None):
+            raise IndexError(f"{name}(): Expected reduction dim {k} to have non-zero size.")
     if d.size == 0 and _numel(d.shape, dims) == 0:
         raise RuntimeError(f"{'amax' if is_max else 'amin'}(): Expected reduction dim to be "
                            "specified for input.numel() == 0. Specify the reduction dim with "
