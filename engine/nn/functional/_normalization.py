@@ -1,0 +1,125 @@
+"""batch_norm, layer_norm, group_norm, instance_norm, normalize, local stats with Tensor ops."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from engine.autograd.grad_mode import no_grad
+from engine.tensor import Tensor
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "normalize", "rms_norm"]
+
+
+def _channel_shape(x: Tensor) -> tuple:
+    return (1, -1) + (1,) * (x.dim() - 2)
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalizes over every dim but 1 (channels). In training, batch statistics are used and
+    the running ones updated in place with the unbiased variance, as torch."""
+    dims = (0,) + tuple(range(2, input.dim()))
+    shape = _channel_shape(input)
+    if training:
+        n = input.numel() // input.shape[1]
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(input.shape)}")
+        mean = input.mean(dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        out = centered / (var + eps).sqrt()
+        if running_mean is not None and running_var is not None:
+            with no_grad():
+                m = mean._data.reshape(-1)
+                v = var._data.reshape(-1) * (n / (n - 1))
+                rm, rv = running_mean._data, running_var._data
+                rm *= 1 - momentum
+                rm += momentum * m.astype(rm.dtype, copy=False)
+                rv *= 1 - momentum
+                rv += momentum * v.astype(rv.dtype, copy=False)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("running_mean and running_var must be defined in evaluation mode")
+        out = (input - running_mean.reshape(shape)) / (running_var.reshape(shape) + eps).sqrt()
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalizes each (sample, channel) over its spatial dims."""
+    dims = tuple(range(2, input.dim()))
+    mean = input.mean(dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dims, keepdim=True)
+    out = centered / (var + eps).sqrt()
+    shape = _channel_shape(input)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalizes over the trailing ``normalized_shape`` dims (biased variance)."""
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.dim() - len(normalized_shape):]) != normalized_shape:
+        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, normalized_shape))}], but got input of size{list(input.shape)}")
+    dims = tuple(range(input.dim() - len(normalized_shape), input.dim()))
+    mean = input.mean(dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dims, keepdim=True)
+    out = centered / (var + eps).sqrt()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def rms_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    dims = tuple(range(input.dim() - len(normalized_shape), input.dim()))
+    if eps is None:
+        import numpy as np
+
+        eps = float(np.finfo(input._data.dtype).eps)
+    out = input / ((input * input).mean(dims, keepdim=True) + eps).sqrt()
+    return out * weight if weight is not None else out
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalizes each group of C / num_groups channels (and the spatial dims) per sample."""
+    n, c = input.shape[:2]
+    if c % num_groups:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got "
+                           f"input of shape {list(input.shape)} and num_groups={num_groups}")
+    x = input.reshape(n, num_groups, -1)
+    mean = x.mean(2, keepdim=True)
+    centered = x - mean
+    var = (centered * centered).mean(2, keepdim=True)
+    out = (centered / (var + eps).sqrt()).reshape(input.shape)
+    shape = _channel_shape(input)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> Tensor:
+    """x / max(||x||_p, eps) along ``dim``."""
+    if p == 2.0:
+        norm = (input * input).sum(dim, keepdim=True).sqrt()
+    else:
+        norm = input.abs().pow(p).sum(dim, keepdim=True).pow(1.0 / p)
+    return input / norm.clamp(min=eps)
