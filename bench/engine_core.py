@@ -1,0 +1,152 @@
+"""engine core vs torch, side by side in one process: three forward+backward workloads.
+
+    python bench/engine_core.py [--device cpu|cuda] [--repeat 5] [--json out.json]
+
+1. small:  (a * b).sum().backward() on 100-element float32 tensors (per-op overhead)
+2. matmul: (A @ B).backward(G) for 1024x1024 float32 (BLAS-bound)
+3. chain:  a 50-op elementwise chain on 1M float32 elements, then sum().backward()
+
+Each figure is the median over ``--repeat`` timed runs of the best-of-a-loop mean
+(seconds per iteration). torch runs with its default thread count, engine with numpy's
+(OpenBLAS threads for the matmul); the machine's details are printed first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import engine  # noqa: E402
+
+
+def _sync(lib, device):
+    if device == "cuda":
+        lib.cuda.synchronize()
+
+
+def _time(fn, lib, device, repeat, min_time=0.2):
+    fn()
+    _sync(lib, device)
+    # calibrate a loop length of at least min_time
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        _sync(lib, device)
+        dt = time.perf_counter() - t0
+        if dt >= min_time or n >= 1 << 20:
+            break
+        n *= 2
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        _sync(lib, device)
+        runs.append((time.perf_counter() - t0) / n)
+    return statistics.median(runs)
+
+
+def small(lib, device):
+    rng = np.random.default_rng(0)
+    a = lib.tensor(rng.standard_normal(100, dtype=np.float32), device=device, requires_grad=True)
+    b = lib.tensor(rng.standard_normal(100, dtype=np.float32), device=device, requires_grad=True)
+
+    def step():
+        a.grad = None
+        b.grad = None
+        (a * b).sum().backward()
+    return step
+
+
+def matmul(lib, device, n=1024):
+    rng = np.random.default_rng(0)
+    A = lib.tensor(rng.standard_normal((n, n), dtype=np.float32), device=device, requires_grad=True)
+    B = lib.tensor(rng.standard_normal((n, n), dtype=np.float32), device=device, requires_grad=True)
+    G = lib.tensor(rng.standard_normal((n, n), dtype=np.float32), device=device)
+
+    def step():
+        A.grad = None
+        B.grad = None
+        (A @ B).backward(G)
+    return step
+
+
+CHAIN = [lambda y, x: y * 1.01, lambda y, x: y + 0.1, lambda y, x: y.tanh(),
+         lambda y, x: y * x, lambda y, x: y.sigmoid(), lambda y, x: y - x,
+         lambda y, x: y.relu(), lambda y, x: y.exp(), lambda y, x: y / 1.5,
+         lambda y, x: y.sin()]
+
+
+def chain(lib, device, n=1_000_000, length=50):
+    rng = np.random.default_rng(0)
+    x = lib.tensor(rng.uniform(-1, 1, n).astype(np.float32), device=device, requires_grad=True)
+
+    def step():
+        x.grad = None
+        y = x
+        for i in range(length):
+            y = CHAIN[i % len(CHAIN)](y, x)
+        y.sum().backward()
+    return step
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "numpy": np.__version__,
+            "platform": platform.platform(),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+    try:
+        info["lscpu"] = subprocess.run(["lscpu"], capture_output=True, text=True,
+                                       check=False).stdout.splitlines()[:10]
+    except OSError:
+        info["lscpu"] = []
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--only", default=None, help="comma list of small,matmul,chain")
+    args = ap.parse_args()
+    import torch
+
+    info = machine()
+    info["torch"] = torch.__version__
+    info["torch_threads"] = torch.get_num_threads()
+    for k, v in info.items():
+        if k == "lscpu":
+            for line in v:
+                print("  " + line)
+        else:
+            print(f"{k}: {v}")
+    torch_dev = args.device if (args.device == "cpu" or torch.cuda.is_available()) else "cpu"
+    results = {}
+    names = (args.only or "small,matmul,chain").split(",")
+    for name in names:
+        make = {"small": small, "matmul": matmul, "chain": chain}[name]
+        te = _time(make(engine, args.device), engine, args.device, args.repeat)
+        tt = _time(make(torch, torch_dev), torch, torch_dev, args.repeat)
+        results[name] = {"engine_s": te, "torch_s": tt, "ratio": te / tt,
+                         "torch_device": torch_dev}
+        print(f"{name:7s} engine {te * 1e3:10.4f} ms   torch({torch_dev}) {tt * 1e3:10.4f} ms   "
+              f"engine/torch {te / tt:6.2f}x", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "device": args.device, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# GPU check for engine core: the differential tests on device "cuda" (pytest -m gpu, cupy
+# backed, torch as oracle) and the core benchmark with --device cuda.
+#
+#   scripts/gpu_check.sh            # on a machine with an NVIDIA GPU, cupy and torch
+#   PYTHON=python3.12 scripts/gpu_check.sh
+#
+# --confcutdir keeps pytest to tests/engine's fixtures (the service fixtures in
+# tests/conftest.py need Postgres/Redis packages a GPU box may not have).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+LOG_DIR=${OUT:-${TMPDIR:-/tmp}}
+export PYTHONUNBUFFERED=1
+$PY - <<'PY'
+import cupy, numpy, torch
+print("cupy", cupy.__version__, "numpy", numpy.__version__, "torch", torch.__version__,
+      "gpus", cupy.cuda.runtime.getDeviceCount(),
+      cupy.cuda.runtime.getDeviceProperties(0)["name"].decode())
+PY
+$PY -m pytest -q -m gpu tests/engine --confcutdir=tests/engine -p no:cacheprovider \
+    -o addopts="--import-mode=importlib -ra" --junitxml="$LOG_DIR/gpu_junit.xml" 2>&1 \
+    | tee "$LOG_DIR/gpu_pytest.log" | grep -v "^SKIPPED" | tail -60
+rc=${PIPESTATUS[0]}
+$PY bench/engine_core.py --device cuda --repeat 3 --json "$LOG_DIR/bench_cuda.json" \
+    2>&1 | tee "$LOG_DIR/bench_cuda.log"
+exit "$rc"
