@@ -18,7 +18,8 @@ print("cupy", cupy.__version__, "numpy", numpy.__version__, "torch", torch.__ver
       "gpus", cupy.cuda.runtime.getDeviceCount(),
       cupy.cuda.runtime.getDeviceProperties(0)["name"].decode())
 PY
-$PY -m pytest -q -m gpu tests/engine --confcutdir=tests/engine -p no:cacheprovider \
+# GPU_TEST_TIMEOUT=seconds bounds the test run (the bench still runs afterwards).
+${GPU_TEST_TIMEOUT:+timeout "$GPU_TEST_TIMEOUT"} $PY -m pytest -q -m gpu tests/engine --confcutdir=tests/engine -p no:cacheprovider \
     -o addopts="--import-mode=importlib -ra" --junitxml="$LOG_DIR/gpu_junit.xml" 2>&1 \
     | tee "$LOG_DIR/gpu_pytest.log" | grep -v "^SKIPPED" | tail -60
 rc=${PIPESTATUS[0]}
