@@ -7,6 +7,7 @@ when no server answers, and Redis falls back to an embedded redis-server (redisl
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def embedded_redis_url(tmp_path_factory):
     child = Child("redis", [redis_server_executable(), "--port", str(port), "--bind", "127.0.0.1",
                             "--save", "", "--appendonly", "no",
                             "--dir", str(tmp_path_factory.mktemp("redis"))], dict(os.environ))
-    child.start()
+    child.start(subprocess.DEVNULL)
     wait_for_port("127.0.0.1", port, 20, child.proc)
     yield f"redis://127.0.0.1:{port}/0"
     child.stop()

@@ -39,7 +39,7 @@ class Child:
     stop_timeout: float = 20.0
     proc: subprocess.Popen | None = field(default=None, init=False)
 
-    def start(self, stdout=None) -> "Child":
+    def start(self, stdout=None) -> Child:
         self.proc = subprocess.Popen(self.args, env=self.env, start_new_session=True, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
         return self
 

@@ -42,7 +42,7 @@ class Stack:
     def database_url(self) -> str:
         return self.env.get("DATABASE_URL") or f"sqlite:///{self.data_dir / 'trainyard.db'}"
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._out = out = open(self.log_file, "ab") if self.log_file else None
         try:

@@ -9,7 +9,7 @@ def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarra
     of a permutation seeded by ``seed`` validate, the rest train. Stable across versions so
     that a checkpoint's reported validation accuracy can be reproduced by users."""
     perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * validation_split))
+    n_val = round(n * validation_split)
     if validation_split > 0 and n_val == 0 and n > 1:
         n_val = 1
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])

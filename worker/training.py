@@ -11,7 +11,8 @@ import os
 import socket
 import time
 import traceback
-from datetime import timezone
+from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import numpy as np
@@ -70,35 +71,28 @@ def run_job(job_id: str, settings: Settings) -> str:
     under another delivery, is skipped, so a redelivered message never trains twice.
     Returns 'succeeded', 'failed', 'cancelled', 'requeued' or 'skipped'."""
     url = settings.resolved_database_url
-    with session_scope(url) as session:
-        job = jobs.get(session, job_id=job_id)
-        if job is None or job.status != JobStatus.QUEUED:
-            log.info("job %s is %s; skipping", job_id, job and job.status)
-            return "skipped"
-        training, model_spec, max_restarts = job.training, job.model_spec, job.max_restarts
-        time_limit = min(job.time_limit_s or settings.max_job_seconds, settings.max_job_seconds)
-        inputs, targets = datasets.load_arrays(session, dataset_id=job.dataset_id)
-        train_idx, val_idx = split_indices(len(inputs), training["validation_split"], training["seed"])
-        steps_per_epoch = math.ceil(len(train_idx) / training["batch_size"])
-        attempt = jobs.claim(session, job_id=job_id, total_steps=steps_per_epoch * training["epochs"],
-                             worker=worker_name(), lease_s=settings.lease_s)
-        if attempt is None:
-            return "skipped"
-        latest = checkpoints.latest_with_data(session, job_id=job_id, with_state=True)
-        resume = (latest.data, latest.state, latest.step) if latest is not None and latest.state else None
-        # steps the lost attempt logged after its last checkpoint will be trained again
-        metrics.delete_after(session, job_id=job_id, step=resume[2] if resume else 0)
-        started_at = job.started_at
+    try:
+        claimed = _claim(job_id, settings)
+    except Exception as exc:
+        if failures.classify(exc) == failures.INFRASTRUCTURE:
+            raise  # the message is redelivered, or the reaper re-sends the queued job
+        log.exception("job %s could not start", job_id)
+        with session_scope(url) as session:
+            jobs.finish(session, job_id=job_id, status=JobStatus.FAILED, failure_kind=failures.USER,
+                        error=f"could not start: {type(exc).__name__}: {exc}")
+        return "failed"
+    if claimed is None:
+        return "skipped"
+    attempt = claimed.attempt
 
     control = Control()
     heartbeat = Heartbeat(url, job_id, attempt, settings.lease_s, control)
     heartbeat.start()
     loop = None
     try:
-        loop = TrainingLoop(job_id, attempt, settings, model_spec, training, inputs, targets, train_idx,
-                            val_idx, control, deadline=_timestamp(started_at) + time_limit)
-        if resume:
-            loop.restore(resume[0], resume[1])
+        loop = TrainingLoop(claimed, settings, control)
+        if claimed.resume:
+            loop.restore(*claimed.resume)
         final = loop.run()
     except JobLost as exc:
         log.warning("%s", exc)
@@ -109,7 +103,7 @@ def run_job(job_id: str, settings: Settings) -> str:
                         failure_kind=failures.CANCELLED, error="cancelled by the user")
         return "cancelled"
     except Exception as exc:  # noqa: BLE001 - every failure is the job's to report
-        return _fail(job_id, attempt, max_restarts, settings, loop, exc)
+        return _fail(job_id, attempt, claimed.max_restarts, settings, loop, exc)
     finally:
         heartbeat.stop()
     if final is None:  # graceful stop: checkpointed, back in the queue
@@ -125,9 +119,51 @@ def run_job(job_id: str, settings: Settings) -> str:
     return "succeeded"
 
 
+@dataclass
+class Claim:
+    """A job this worker now runs (as ``attempt``), with what training it needs."""
+
+    job_id: str
+    attempt: int
+    model_spec: dict
+    training: dict
+    max_restarts: int
+    deadline: float
+    inputs: np.ndarray
+    targets: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    resume: tuple[bytes, bytes] | None
+
+
+def _claim(job_id: str, settings: Settings) -> Claim | None:
+    """Claim a queued job and load what training needs; None if it is not ours to run.
+    Resuming drops the metrics a lost attempt logged after its last checkpoint."""
+    with session_scope(settings.resolved_database_url) as session:
+        job = jobs.get(session, job_id=job_id)
+        if job is None or job.status != JobStatus.QUEUED:
+            log.info("job %s is %s; skipping", job_id, job and job.status)
+            return None
+        training = job.training
+        inputs, targets = datasets.load_arrays(session, dataset_id=job.dataset_id)
+        train_idx, val_idx = split_indices(len(inputs), training["validation_split"], training["seed"])
+        steps_per_epoch = math.ceil(len(train_idx) / training["batch_size"])
+        attempt = jobs.claim(session, job_id=job_id, total_steps=steps_per_epoch * training["epochs"],
+                             worker=worker_name(), lease_s=settings.lease_s)
+        if attempt is None:
+            return None
+        session.refresh(job)
+        latest = checkpoints.latest_with_data(session, job_id=job_id, with_state=True)
+        resume = (latest.data, latest.state) if latest is not None and latest.state else None
+        metrics.delete_after(session, job_id=job_id, step=latest.step if resume else 0)
+        time_limit = min(job.time_limit_s or settings.max_job_seconds, settings.max_job_seconds)
+        return Claim(job_id, attempt, job.model_spec, training, job.max_restarts,
+                     _timestamp(job.started_at) + time_limit, inputs, targets, train_idx, val_idx, resume)
+
+
 def _timestamp(value) -> float:
     # SQLite hands back naive datetimes; every stored time is UTC
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _send(job_id: str) -> None:
@@ -136,7 +172,7 @@ def _send(job_id: str) -> None:
     send_train(job_id)
 
 
-def _fail(job_id: str, attempt: int, max_restarts: int, settings: Settings, loop: "TrainingLoop | None",
+def _fail(job_id: str, attempt: int, max_restarts: int, settings: Settings, loop: TrainingLoop | None,
           exc: Exception) -> str:
     kind = failures.classify(exc)
     log.error("job %s attempt %s: %s failure:\n%s", job_id, attempt, kind, traceback.format_exc())
@@ -167,23 +203,24 @@ def _fail(job_id: str, attempt: int, max_restarts: int, settings: Settings, loop
 class TrainingLoop:
     """One attempt's training: model, optimizer and data order, resumable at any step."""
 
-    def __init__(self, job_id, attempt, settings: Settings, model_spec, training, inputs, targets,
-                 train_idx, val_idx, control: Control, deadline: float):
-        self.job_id, self.attempt, self.settings = job_id, attempt, settings
-        self.model_spec, self.training, self.control, self.deadline = model_spec, training, control, deadline
+    def __init__(self, claim: Claim, settings: Settings, control: Control):
+        self.job_id, self.attempt, self.control, self.deadline = claim.job_id, claim.attempt, control, claim.deadline
+        self.model_spec, self.training = claim.model_spec, claim.training
+        training, train_idx, val_idx = claim.training, claim.train_idx, claim.val_idx
         self.batch_size = training["batch_size"]
         engine.manual_seed(training["seed"])
-        self.model = spec.build_model(model_spec)
+        self.model = spec.build_model(claim.model_spec)
         self.loss_fn = nn.CrossEntropyLoss()
         self.optimizer = build_optimizer(self.model.parameters(), training["optimizer"])
-        x = engine.tensor(inputs, dtype=engine.float32)
-        y = engine.tensor(targets.astype(np.int64), dtype=engine.int64)
+        x = engine.tensor(claim.inputs, dtype=engine.float32)
+        y = engine.tensor(claim.targets.astype(np.int64), dtype=engine.int64)
         self.x_val, self.y_val = x[val_idx], y[val_idx]
         self.sampler = EpochSampler(len(train_idx), training["seed"])
         self.loader = DataLoader(TensorDataset(x[train_idx], y[train_idx]), batch_size=self.batch_size,
                                  sampler=self.sampler)
         self.steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
-        self.reporter = Reporter(settings.resolved_database_url, job_id, attempt, settings.metrics_flush_every)
+        self.reporter = Reporter(settings.resolved_database_url, self.job_id, self.attempt,
+                                 settings.metrics_flush_every)
         self.every = training.get("checkpoint_every") or self.steps_per_epoch
         self.position = {"epoch": 1, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0}
         self.final: dict[str, float] = {}

@@ -47,7 +47,7 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep) -> J
     try:
         queue.enqueue_training(settings, job.id)
         jobs.mark_enqueued(session, job_id=job.id)
-    except Exception:  # noqa: BLE001 - the job stays queued; the workers' reaper re-sends it
+    except Exception:
         log.exception("could not enqueue job %s; the reaper will send it when the broker is back", job.id)
     return JobOut.from_row(job)
 

@@ -1,7 +1,6 @@
 """Dataset bodies: inline JSON arrays validated into numpy before anything is stored."""
 from __future__ import annotations
 
-
 from typing import Any, Literal
 
 import numpy as np

@@ -1,7 +1,6 @@
 """Job bodies: the training config is validated strictly (unknown keys are errors)."""
 from __future__ import annotations
 
-
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,7 +87,7 @@ class JobOut(BaseModel):
     metrics: FinalMetrics
 
     @classmethod
-    def from_row(cls, job: Any) -> "JobOut":
+    def from_row(cls, job: Any) -> JobOut:
         return cls(
             id=job.id,
             name=job.name,

@@ -12,3 +12,5 @@ from engine.nn.dropout import *  # noqa: F401,F403
 from engine.nn.normalization import *  # noqa: F401,F403
 from engine.nn.pooling import *  # noqa: F401,F403
 from engine.nn.sparse import *  # noqa: F401,F403
+from engine.nn.rnn import *  # noqa: F401,F403
+from engine.nn.transformer import *  # noqa: F401,F403
