@@ -1,0 +1,186 @@
+"""MultiheadAttention, TransformerEncoderLayer, TransformerEncoder (torch's parameter names)."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import engine
+from engine.nn import functional as F
+from engine.nn import init
+from engine.nn.containers import ModuleList
+from engine.nn.dropout import Dropout
+from engine.nn.linear import Linear, _empty
+from engine.nn.module import Module
+from engine.nn.normalization import LayerNorm
+from engine.nn.parameter import Parameter
+from engine.tensor import Tensor
+
+__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
+
+
+class NonDynamicallyQuantizableLinear(Linear):
+    """torch's name for MultiheadAttention.out_proj (kept so reprs match)."""
+
+
+def _to_additive(mask: Tensor | None, like: Tensor) -> Tensor | None:
+    """A bool mask (True = masked out) as an additive -inf mask; float masks pass through."""
+    if mask is None:
+        return None
+    if mask.dtype is engine.bool_:
+        xp = engine.backend.get_array_module(like._data)
+        return Tensor._wrap(xp.where(mask._data, -xp.inf, 0.0).astype(like._data.dtype))
+    return mask
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention with a packed in_proj_weight (3E, E) and out_proj (E, E)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
+                 vdim: int | None = None, batch_first: bool = False, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        if embed_dim <= 0 or num_heads <= 0:
+            raise ValueError("embed_dim and num_heads must be greater than 0")
+        if embed_dim % num_heads:
+            raise AssertionError("embed_dim must be divisible by num_heads")
+        if (kdim not in (None, embed_dim)) or (vdim not in (None, embed_dim)) or add_bias_kv or add_zero_attn:
+            raise NotImplementedError("kdim/vdim != embed_dim, add_bias_kv and add_zero_attn are not supported")
+        self.embed_dim = embed_dim
+        self.kdim = self.vdim = embed_dim
+        self._qkv_same_embed_dim = True
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.batch_first = batch_first
+        self.head_dim = embed_dim // num_heads
+        self.in_proj_weight = Parameter(_empty(3 * embed_dim, embed_dim, device=device, dtype=dtype))
+        self.register_parameter("q_proj_weight", None)
+        self.register_parameter("k_proj_weight", None)
+        self.register_parameter("v_proj_weight", None)
+        if bias:
+            self.in_proj_bias = Parameter(_empty(3 * embed_dim, device=device, dtype=dtype))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
+        self.bias_k = self.bias_v = None
+        self.add_zero_attn = add_zero_attn
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        init.xavier_uniform_(self.in_proj_weight)
+        if self.in_proj_bias is not None:
+            init.constant_(self.in_proj_bias, 0.0)
+            init.constant_(self.out_proj.bias, 0.0)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,
+                need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tuple:
+        unbatched = query.dim() == 2
+        if unbatched:
+            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif self.batch_first:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        tgt, n, e = query.shape
+        src = key.shape[0]
+        h, hd = self.num_heads, self.head_dim
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3, 0)
+        b_q = b_k = b_v = None
+        if self.in_proj_bias is not None:
+            b_q, b_k, b_v = self.in_proj_bias.chunk(3, 0)
+        q = F.linear(query, w_q, b_q).reshape(tgt, n * h, hd).transpose(0, 1)  # (N*H, L, hd)
+        k = F.linear(key, w_k, b_k).reshape(src, n * h, hd).transpose(0, 1)
+        v = F.linear(value, w_v, b_v).reshape(src, n * h, hd).transpose(0, 1)
+        scores = q.matmul(k.transpose(1, 2)) * (1.0 / hd ** 0.5)  # (N*H, L, S)
+        if is_causal and attn_mask is None:
+            attn_mask = engine.ones(tgt, src, dtype=engine.bool_).triu(1)
+        mask = _to_additive(attn_mask, scores)
+        if mask is not None:
+            scores = scores + (mask.unsqueeze(0) if mask.dim() == 2 else mask)
+        if key_padding_mask is not None:
+            kpm = _to_additive(key_padding_mask, scores)  # (N, S)
+            scores = (scores.reshape(n, h, tgt, src) + kpm.reshape(n, 1, 1, src)).reshape(n * h, tgt, src)
+        attn = scores.softmax(-1)
+        if self.dropout > 0.0 and self.training:
+            attn = F.dropout(attn, self.dropout, True)
+        out = attn.matmul(v).transpose(0, 1).reshape(tgt * n, e)
+        out = self.out_proj(out).reshape(tgt, n, e)
+        if unbatched:
+            out = out.squeeze(1)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        weights = None
+        if need_weights:
+            weights = attn.reshape(n, h, tgt, src)
+            if average_attn_weights:
+                weights = weights.mean(1)
+            if unbatched:
+                weights = weights.squeeze(0)
+        return out, weights
+
+
+def _activation(act: str | Callable) -> Callable:
+    if callable(act):
+        return act
+    if act == "relu":
+        return F.relu
+    if act == "gelu":
+        return F.gelu
+    raise RuntimeError(f"activation should be relu/gelu, not {act}")
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention + feed-forward block, post-norm (default) or pre-norm (norm_first)."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str | Callable = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
+                 norm_first: bool = False, bias: bool = True, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
+        self.norm_first = norm_first
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **kw)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.activation = _activation(activation)
+
+    def _sa_block(self, x: Tensor, attn_mask: Any, key_padding_mask: Any, is_causal: bool) -> Tensor:
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                           is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+    def _ff_block(self, x: Tensor) -> Tensor:
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def forward(self, src: Tensor, src_mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
+                is_causal: bool = False) -> Tensor:
+        x = src
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+            x = self.norm2(x + self._ff_block(x))
+        return x
+
+
+class TransformerEncoder(Module):
+    """A stack of ``num_layers`` deep copies of ``encoder_layer`` and an optional final norm."""
+
+    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None,
+                 enable_nested_tensor: bool = True, mask_check: bool = True) -> None:
+        super().__init__()
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, src: Tensor, mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
+                is_causal: bool | None = None) -> Tensor:
+        out = src
+        for layer in self.layers:
+            out = layer(out, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        return self.norm(out) if self.norm is not None else out
