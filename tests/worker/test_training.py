@@ -53,3 +53,30 @@ def test_split_is_a_partition(n, split):
     train, val = split_indices(n, split, seed=1)
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(n))
     assert len(val) == (max(1, round(n * split)) if split else 0)
+
+
+def _job_with(url: str, inputs: np.ndarray, targets: np.ndarray, **training) -> str:
+    with session_scope(url) as s:
+        ds = datasets.create(s, name="d", inputs=inputs, targets=targets, task="classification")
+        spec = {"layers": [{"type": "Linear", "in_features": inputs.shape[1], "out_features": 2}]}
+        return jobs.create(s, name="j", dataset_id=ds.id, model_spec=spec, training={**TRAINING, **training},
+                           time_limit_s=training.get("time_limit_s")).id
+
+
+def test_non_finite_loss_fails_as_a_user_error(database_url):
+    # identical inputs with alternating labels and a huge step: the logits overflow to inf
+    x, y = np.ones((16, 3), np.float32), np.arange(16) % 2
+    job_id = _job_with(database_url, x, y, optimizer={"type": "SGD", "lr": 1e38})
+    assert run_job(job_id, Settings(database_url=database_url)) == "failed"
+    with session_scope(database_url) as s:
+        job = jobs.get(s, job_id=job_id)
+        assert job.failure_kind == "user" and "loss became" in job.error
+
+
+def test_time_limit_fails_the_job(database_url):
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    job_id = _job_with(database_url, x, (x[:, 0] > 0).astype(np.int64), epochs=100_000, batch_size=1, time_limit_s=1)
+    assert run_job(job_id, Settings(database_url=database_url)) == "failed"
+    with session_scope(database_url) as s:
+        job = jobs.get(s, job_id=job_id)
+        assert job.failure_kind == "timeout" and "time limit" in job.error and job.step > 0
