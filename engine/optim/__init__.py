@@ -4,3 +4,4 @@ from engine.optim.adam import Adam, AdamW  # noqa: F401
 from engine.optim.optimizer import Optimizer  # noqa: F401
 from engine.optim.rmsprop import RMSprop  # noqa: F401
 from engine.optim.sgd import SGD  # noqa: F401
+from engine.optim import lr_scheduler  # noqa: F401,E402

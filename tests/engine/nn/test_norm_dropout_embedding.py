@@ -159,3 +159,24 @@ def test_clip_grad_and_vectors(torch, rng):
     assert v.shape == (8,)
     nn.utils.vector_to_parameters(v * 0 + 1, m.parameters())
     assert (np.asarray(m.weight._data) == 1).all()
+
+
+def test_scaled_dot_product_attention(torch, rng):
+    q, k, v = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((2, 3, 6, 5))
+    bool_mask = rng.random((4, 6)) > 0.3
+    bool_mask[:, 0] = True
+    for kw in (dict(), dict(is_causal=True), dict(scale=0.3), dict(attn_mask="bool"), dict(attn_mask="float")):
+        ekw, tkw = dict(kw), dict(kw)
+        if kw.get("attn_mask") == "bool":
+            ekw["attn_mask"], tkw["attn_mask"] = engine.tensor(bool_mask), torch.tensor(bool_mask)
+        elif kw.get("attn_mask") == "float":
+            m = rng.standard_normal((4, 6))
+            ekw["attn_mask"], tkw["attn_mask"] = engine.tensor(m), torch.tensor(m)
+        ein = [engine.tensor(a, requires_grad=True) for a in (q, k, v)]
+        tin = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
+        eo = F.scaled_dot_product_attention(*ein, **ekw)
+        to = torch.nn.functional.scaled_dot_product_attention(*tin, **tkw)
+        np.testing.assert_allclose(eo._data, to.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=str(kw))
+        eo.sum().backward(), to.sum().backward()
+        for a, b in zip(ein, tin):
+            np.testing.assert_allclose(a.grad._data, b.grad.numpy(), rtol=1e-9, atol=1e-11)
