@@ -19,14 +19,15 @@ import math
 import os
 import struct
 import tempfile
-from typing import IO, Any, Callable, Union
+from collections.abc import Callable
+from typing import IO, Any, Union
 
 import numpy as np
 
 from engine import backend
 from engine.tensor import Tensor
 
-__all__ = ["save", "load", "load_metadata", "SerializationError"]
+__all__ = ["SerializationError", "load", "load_metadata", "save"]
 
 FileLike = Union[str, os.PathLike, IO[bytes]]
 _STRUCT_KEY = "__trainyard__"

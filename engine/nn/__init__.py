@@ -1,16 +1,16 @@
 """engine.nn: modules, layers, losses and init (torch.nn)."""
 from engine.nn import functional, init, utils  # noqa: F401
-from engine.nn.activation import *  # noqa: F401,F403
-from engine.nn.containers import *  # noqa: F401,F403
-from engine.nn.flatten import *  # noqa: F401,F403
-from engine.nn.linear import *  # noqa: F401,F403
-from engine.nn.loss import *  # noqa: F401,F403
+from engine.nn.activation import *
+from engine.nn.containers import *
+from engine.nn.conv import *
+from engine.nn.dropout import *
+from engine.nn.flatten import *
+from engine.nn.linear import *
+from engine.nn.loss import *
 from engine.nn.module import Module  # noqa: F401
+from engine.nn.normalization import *
 from engine.nn.parameter import Buffer, Parameter  # noqa: F401
-from engine.nn.conv import *  # noqa: F401,F403
-from engine.nn.dropout import *  # noqa: F401,F403
-from engine.nn.normalization import *  # noqa: F401,F403
-from engine.nn.pooling import *  # noqa: F401,F403
-from engine.nn.sparse import *  # noqa: F401,F403
-from engine.nn.rnn import *  # noqa: F401,F403
-from engine.nn.transformer import *  # noqa: F401,F403
+from engine.nn.pooling import *
+from engine.nn.rnn import *
+from engine.nn.sparse import *
+from engine.nn.transformer import *

@@ -1,16 +1,34 @@
 """Activation layers; each forwards to its nn.functional form."""
 from __future__ import annotations
 
-
-
 from engine.nn import functional as F
 from engine.nn.module import Module
 from engine.tensor import Tensor
 
 __all__ = [
-    "ReLU", "ReLU6", "LeakyReLU", "ELU", "CELU", "SELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
-    "Softmax", "LogSoftmax", "Softmin", "Softplus", "Softsign", "Hardtanh", "Hardswish",
-    "Hardsigmoid", "LogSigmoid", "Tanhshrink", "Threshold", "GLU",
+    "CELU",
+    "ELU",
+    "GELU",
+    "GLU",
+    "SELU",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
+    "LeakyReLU",
+    "LogSigmoid",
+    "LogSoftmax",
+    "Mish",
+    "ReLU",
+    "ReLU6",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softmin",
+    "Softplus",
+    "Softsign",
+    "Tanh",
+    "Tanhshrink",
+    "Threshold",
 ]
 
 

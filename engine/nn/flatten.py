@@ -1,7 +1,7 @@
 """Flatten and Unflatten."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.nn.module import Module
 from engine.tensor import Tensor

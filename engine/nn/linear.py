@@ -11,7 +11,7 @@ from engine.nn.module import Module
 from engine.nn.parameter import Parameter
 from engine.tensor import Tensor
 
-__all__ = ["Identity", "Linear", "Bilinear"]
+__all__ = ["Bilinear", "Identity", "Linear"]
 
 
 def _empty(*shape: int, device: Any = None, dtype: Any = None) -> Tensor:

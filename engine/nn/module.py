@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, namedtuple
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class _RemovableHandle:
     def __enter__(self) -> _RemovableHandle:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
 
@@ -75,7 +76,7 @@ class Module:
 
     forward: Callable[..., Any]
 
-    def forward(self, *input: Any) -> Any:  # noqa: F811
+    def forward(self, *input: Any) -> Any:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     # ------------------------------------------------------------------ registration

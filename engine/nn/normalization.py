@@ -1,7 +1,8 @@
 """BatchNorm1d/2d, LayerNorm, GroupNorm, InstanceNorm1d/2d (torch's buffers and defaults)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import engine
 from engine.nn import functional as F
@@ -11,8 +12,15 @@ from engine.nn.module import Module
 from engine.nn.parameter import Parameter
 from engine.tensor import Tensor
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
-           "RMSNorm"]
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "LayerNorm",
+    "RMSNorm",
+]
 
 
 def _affine_params(m: Module, affine: bool, bias: bool, n: int, device: Any, dtype: Any) -> None:

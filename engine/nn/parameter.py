@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.tensor import Tensor
 
-__all__ = ["Parameter", "Buffer"]
+__all__ = ["Buffer", "Parameter"]
 
 
 class Parameter(Tensor):

@@ -17,7 +17,7 @@ from engine.nn.module import Module
 from engine.nn.parameter import Parameter
 from engine.tensor import Tensor
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
+__all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -82,7 +82,7 @@ class RNNBase(Module):
 
     def _weights(self, layer: int, d: int) -> tuple:
         sfx = f"_l{layer}" + ("_reverse" if d else "")
-        get = lambda n: getattr(self, n + sfx) if self.bias or n.startswith("weight") else None  # noqa: E731
+        get = lambda n: getattr(self, n + sfx) if self.bias or n.startswith("weight") else None
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
     def _run(self, input: Tensor, hx: Any) -> tuple:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import engine
 from engine.nn import functional as F
@@ -15,7 +16,7 @@ from engine.nn.normalization import LayerNorm
 from engine.nn.parameter import Parameter
 from engine.tensor import Tensor
 
-__all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder"]
+__all__ = ["MultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer"]
 
 
 class NonDynamicallyQuantizableLinear(Linear):

@@ -1,7 +1,8 @@
 """Adagrad (torch's: state created eagerly, learning-rate decay per step)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from engine.backend import get_array_module
 from engine.optim.optimizer import Optimizer, _bump, _params_with_grad, _zero_step

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Optimizer:
     def __repr__(self) -> str:
         s = self.__class__.__name__ + " ("
         for i, group in enumerate(self.param_groups):
-            s += "\nParameter Group {}".format(i)
+            s += f"\nParameter Group {i}"
             for key in sorted(group):
                 if key not in ("params", "param_names"):
                     s += f"\n    {key}: {group[key]}"

@@ -1,7 +1,8 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from engine.optim.optimizer import Optimizer, _bump, _params_with_grad
 from engine.tensor import Tensor

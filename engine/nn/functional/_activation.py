@@ -8,9 +8,30 @@ from typing import Any
 from engine.tensor import Tensor
 
 __all__ = [
-    "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish",
-    "sigmoid", "tanh", "softmax", "log_softmax", "softmin", "softplus", "softsign", "hardtanh",
-    "hardswish", "hardsigmoid", "logsigmoid", "tanhshrink", "threshold", "glu",
+    "celu",
+    "elu",
+    "gelu",
+    "glu",
+    "hardsigmoid",
+    "hardswish",
+    "hardtanh",
+    "leaky_relu",
+    "log_softmax",
+    "logsigmoid",
+    "mish",
+    "relu",
+    "relu6",
+    "relu_",
+    "selu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softmin",
+    "softplus",
+    "softsign",
+    "tanh",
+    "tanhshrink",
+    "threshold",
 ]
 
 

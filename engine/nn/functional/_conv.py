@@ -13,7 +13,7 @@ from engine.backend import get_array_module
 from engine.ops._util import attach, needs_grad, wrap
 from engine.tensor import Tensor
 
-__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "unfold", "fold"]
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "fold", "unfold"]
 
 
 def _pair(v: Any, n: int = 2) -> tuple:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from engine.tensor import Tensor
 
-__all__ = ["linear", "bilinear"]
+__all__ = ["bilinear", "linear"]
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

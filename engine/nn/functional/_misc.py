@@ -10,9 +10,21 @@ from engine.backend import get_array_module
 from engine.ops._util import attach, needs_grad, wrap
 from engine.tensor import Tensor
 
-__all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "embedding", "one_hot", "pad",
-           "interpolate", "cosine_similarity", "pairwise_distance", "scaled_dot_product_attention",
-           "pixel_shuffle"]
+__all__ = [
+    "alpha_dropout",
+    "cosine_similarity",
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "embedding",
+    "interpolate",
+    "one_hot",
+    "pad",
+    "pairwise_distance",
+    "pixel_shuffle",
+    "scaled_dot_product_attention",
+]
 
 
 def _bernoulli_keep(shape: tuple, p: float, like: Any, generator: Any = None) -> Any:

@@ -1,12 +1,13 @@
 """batch_norm, layer_norm, group_norm, instance_norm, normalize, local stats with Tensor ops."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from engine.autograd.grad_mode import no_grad
 from engine.tensor import Tensor
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "normalize", "rms_norm"]
+__all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "normalize", "rms_norm"]
 
 
 def _channel_shape(x: Tensor) -> tuple:

@@ -7,7 +7,8 @@ gather per tensor per batch instead of stacking samples one by one.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 

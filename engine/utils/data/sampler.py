@@ -1,12 +1,19 @@
 """Samplers: which indices, in which order, and how they group into batches."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-           "WeightedRandomSampler", "BatchSampler"]
+__all__ = [
+    "BatchSampler",
+    "RandomSampler",
+    "Sampler",
+    "SequentialSampler",
+    "SubsetRandomSampler",
+    "WeightedRandomSampler",
+]
 
 
 def _np_generator(generator: Any = None) -> np.random.Generator:

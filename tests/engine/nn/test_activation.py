@@ -1,5 +1,4 @@
 """Activation layers against torch (forward and gradient, float64)."""
-import numpy as np
 import pytest
 
 from engine import nn

@@ -5,8 +5,18 @@ import numpy as np
 import pytest
 
 import engine
-from engine.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler,
-                               SequentialSampler, Subset, TensorDataset, default_collate, random_split)
+from engine.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+    TensorDataset,
+    default_collate,
+    random_split,
+)
 
 
 def _np(x):
