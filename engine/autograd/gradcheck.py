@@ -31,18 +31,18 @@ def _numerical(fn: Callable, inputs: tuple, i: int, eps: float) -> list:
     x = inputs[i]
     flat = x._data.reshape(-1)
     cols = None
-    if True:  # grad mode stays on: gradgradcheck's function differentiates inside
-        for j in range(flat.size):
-            orig = flat[j].item()
-            flat[j] = orig + eps
-            plus = [to_numpy(o._data).astype(np.float64).ravel() for o in _outputs(fn, inputs)]
-            flat[j] = orig - eps
-            minus = [to_numpy(o._data).astype(np.float64).ravel() for o in _outputs(fn, inputs)]
-            flat[j] = orig
-            if cols is None:
-                cols = [np.zeros((p.size, flat.size)) for p in plus]
-            for k, (p, m) in enumerate(zip(plus, minus)):
-                cols[k][:, j] = (p - m) / (2 * eps)
+    # grad mode stays on: gradgradcheck's function differentiates inside
+    for j in range(flat.size):
+        orig = flat[j].item()
+        flat[j] = orig + eps
+        plus = [to_numpy(o._data).astype(np.float64).ravel() for o in _outputs(fn, inputs)]
+        flat[j] = orig - eps
+        minus = [to_numpy(o._data).astype(np.float64).ravel() for o in _outputs(fn, inputs)]
+        flat[j] = orig
+        if cols is None:
+            cols = [np.zeros((p.size, flat.size)) for p in plus]
+        for k, (p, m) in enumerate(zip(plus, minus)):
+            cols[k][:, j] = (p - m) / (2 * eps)
     return cols or []
 
 
