@@ -224,6 +224,7 @@ class TrainingLoop:
         self.every = training.get("checkpoint_every") or self.steps_per_epoch
         self.position = {"epoch": 1, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0}
         self.final: dict[str, float] = {}
+        self.saved_step = -1  # step of the newest checkpoint this attempt wrote
 
     def restore(self, model_bytes: bytes, state_bytes: bytes) -> None:
         self.position = ckpt_files.restore(self.model, self.optimizer, model_bytes, state_bytes)
@@ -235,6 +236,7 @@ class TrainingLoop:
                                             epoch=p["epoch"], step=p["step"])
         state_bytes = ckpt_files.state_file(self.optimizer, {**p, "final": self.final})
         self.reporter.flush(epoch_metrics=epoch_metrics, checkpoint=(model_bytes, state_bytes))
+        self.saved_step = p["step"]
 
     def run(self) -> dict[str, float] | None:
         """Train to the end and return the final metrics, or None after a graceful stop."""
@@ -271,7 +273,10 @@ class TrainingLoop:
         if self.control.cancel.is_set():
             self.reporter.flush()
             raise failures.Cancelled()
-        self.checkpoint()  # worker shutting down: save exactly where we are
+        if self.saved_step != self.position["step"]:
+            self.checkpoint()  # worker shutting down: save exactly where we are
+        else:
+            self.reporter.flush()
         return True
 
     def _step(self, xb, yb) -> None:
