@@ -1,4 +1,5 @@
-"""Engines and sessions: one engine per URL, SQLite tuned for concurrent readers (WAL)."""
+"""Engines and sessions: one engine per URL. SQLite (the embedded default) runs in WAL mode
+with a busy timeout and immediate write transactions, so several processes share it safely."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -12,12 +13,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # SQLAlchemy emits BEGIN itself (see _sqlite_begin); the driver must not.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    # Take the write lock up front: a deferred transaction that reads and then writes can
+    # fail with SQLITE_BUSY at once (no busy_timeout wait) when another process wrote between.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @lru_cache
@@ -29,6 +38,7 @@ def get_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
