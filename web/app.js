@@ -37,10 +37,11 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}`, "X-API-Key": key } : {};
 }
 
-async function api(path) {
+async function api(path, method = "GET") {
   let resp;
   try {
     resp = await fetch(new URL(path, API_ROOT), {
+      method,
       headers: { Accept: "application/json", ...authHeaders() },
       cache: "no-store",
     });
@@ -510,6 +511,17 @@ class JobDetailView {
     return !TERMINAL.has(job.status);
   }
 
+  /** Ask the API to cancel; a running job stops at its next step, then polling shows it. */
+  async cancel() {
+    this.refs.cancel.disabled = true;
+    try {
+      const job = await api(jobPath(this.jobId, "/cancel"), "POST");
+      this.update(job, null, null);
+    } catch (err) {
+      showBanner(err);
+    }
+  }
+
   showNotFound(detail) {
     this.el = null;
     setCrumbs({ text: "Jobs", href: "#/" }, { text: "Not found" });
@@ -528,6 +540,8 @@ class JobDetailView {
     r.id = h("span", { class: "mono muted", "data-testid": "job-id" }, job.id);
     r.error = h("div", { class: "callout error", "data-testid": "job-error", role: "alert", hidden: true });
     r.progress = progressBar();
+    r.cancel = h("button", { class: "btn danger", type: "button", "data-testid": "cancel-job",
+                             onclick: () => this.cancel() }, "Cancel job");
 
     const tile = (label, testid) => {
       const value = h("div", { class: "tile-value", "data-testid": testid }, "—");
@@ -562,6 +576,7 @@ class JobDetailView {
           h("a", { class: "back", href: "#/", "data-testid": "back-link" }, "← All jobs"),
           h("div", { class: "title-row" }, r.name, r.badge),
           r.id),
+        h("div", { class: "actions" }, r.cancel),
       ),
       r.error,
       h("div", { class: "card progress-card" }, r.progress.wrap),
@@ -594,6 +609,9 @@ class JobDetailView {
     setText(r.name, job.name || job.id);
     setAttr(this.el, "data-status", job.status);
     updateBadge(r.badge, job.status);
+    r.cancel.hidden = TERMINAL.has(job.status);
+    r.cancel.disabled = Boolean(job.cancel_requested);
+    setText(r.cancel, job.cancel_requested ? "Cancelling…" : "Cancel job");
 
     r.error.hidden = !job.error;
     if (job.error) {

@@ -175,6 +175,25 @@ def test_live_job_end_to_end(stack, api, digits_dataset_id, page, tmp_path):
     assert page.js_errors == []
 
 
+def test_cancel_a_running_job_from_its_page(stack, api, digits_dataset_id, page):
+    resp = api.post("/v1/jobs", json={
+        "name": "dashboard-cancel", "dataset_id": digits_dataset_id, "model": MODEL,
+        "training": {"epochs": 1000, "batch_size": 16, "optimizer": {"type": "SGD", "lr": 0.01},
+                     "seed": 0, "validation_split": 0.2, "checkpoint_every": 5},
+    })
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    page.goto(f"{stack.base_url}/#/jobs/{job_id}")
+    badge = page.get_by_test_id("job-detail").get_by_test_id("job-status")
+    expect(badge).to_have_text("running", timeout=JOB_TIMEOUT_MS)
+    button = page.get_by_test_id("cancel-job")
+    expect(button).to_be_visible()
+    button.click()
+    expect(badge).to_have_text("cancelled", timeout=15_000)
+    expect(button).to_be_hidden()
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+
+
 def test_unknown_job_shows_not_found(stack, page):
     page.goto(f"{stack.base_url}/#/jobs/does-not-exist")
     expect(page.get_by_test_id("not-found")).to_be_visible()
