@@ -47,6 +47,7 @@ class Dataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), default="local", index=True)
     name: Mapped[str] = mapped_column(String(200))
     task: Mapped[str] = mapped_column(String(32), default="classification")
     num_samples: Mapped[int] = mapped_column(Integer)
@@ -70,6 +71,7 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), default="local", index=True)
     name: Mapped[str] = mapped_column(String(200))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
     model_spec: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_restarts: int = 3
     max_job_seconds: int = 7 * 24 * 3600
     graceful_stop_s: float = 20.0
+    # Jobs one owner may run at once (0: no cap); further jobs wait queued.
+    max_running_per_owner: int = 16
+    cap_retry_s: float = 2.0
 
     max_request_bytes: int = 64 * 1024 * 1024
     max_dataset_samples: int = 1_000_000

@@ -28,8 +28,8 @@ app.conf.update(
 )
 
 
-def send_train(job_id: str) -> None:
-    app.send_task(tasks.TRAIN, args=[job_id], queue=settings.queue)
+def send_train(job_id: str, countdown: float | None = None) -> None:
+    app.send_task(tasks.TRAIN, args=[job_id], queue=settings.queue, countdown=countdown)
 
 
 _reaper: Reaper | None = None

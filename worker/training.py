@@ -69,7 +69,7 @@ def estimated_memory_bytes(model: nn.Module, optimizer_type: str) -> int:
 def run_job(job_id: str, settings: Settings) -> str:
     """Run (or resume) one job. A job that is not queued, already finished or running
     under another delivery, is skipped, so a redelivered message never trains twice.
-    Returns 'succeeded', 'failed', 'cancelled', 'requeued' or 'skipped'."""
+    Returns 'succeeded', 'failed', 'cancelled', 'requeued', 'deferred' or 'skipped'."""
     url = settings.resolved_database_url
     try:
         claimed = _claim(job_id, settings)
@@ -83,6 +83,9 @@ def run_job(job_id: str, settings: Settings) -> str:
         return "failed"
     if claimed is None:
         return "skipped"
+    if claimed is CAPPED:  # the owner runs as many jobs as allowed: try again shortly
+        _send(job_id, countdown=settings.cap_retry_s)
+        return "deferred"
     attempt = claimed.attempt
 
     control = Control()
@@ -136,7 +139,10 @@ class Claim:
     resume: tuple[bytes, bytes] | None
 
 
-def _claim(job_id: str, settings: Settings) -> Claim | None:
+CAPPED = object()  # _claim's answer when the job's owner is at its concurrency cap
+
+
+def _claim(job_id: str, settings: Settings) -> Claim | object | None:
     """Claim a queued job and load what training needs; None if it is not ours to run.
     Resuming drops the metrics a lost attempt logged after its last checkpoint."""
     with session_scope(settings.resolved_database_url) as session:
@@ -148,6 +154,8 @@ def _claim(job_id: str, settings: Settings) -> Claim | None:
         inputs, targets = datasets.load_arrays(session, dataset_id=job.dataset_id)
         train_idx, val_idx = split_indices(len(inputs), training["validation_split"], training["seed"])
         steps_per_epoch = math.ceil(len(train_idx) / training["batch_size"])
+        if jobs.owner_at_cap(session, job_id=job_id, max_running=settings.max_running_per_owner):
+            return CAPPED
         attempt = jobs.claim(session, job_id=job_id, total_steps=steps_per_epoch * training["epochs"],
                              worker=worker_name(), lease_s=settings.lease_s)
         if attempt is None:
@@ -166,10 +174,10 @@ def _timestamp(value) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
-def _send(job_id: str) -> None:
+def _send(job_id: str, countdown: float | None = None) -> None:
     from worker.celery_app import send_train
 
-    send_train(job_id)
+    send_train(job_id, countdown=countdown)
 
 
 def _fail(job_id: str, attempt: int, max_restarts: int, settings: Settings, loop: TrainingLoop | None,

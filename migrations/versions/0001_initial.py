@@ -16,6 +16,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table('datasets',
     sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('owner', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('task', sa.String(length=32), nullable=False),
     sa.Column('num_samples', sa.Integer(), nullable=False),
@@ -27,8 +28,12 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    with op.batch_alter_table('datasets', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_datasets_owner'), ['owner'], unique=False)
+
     op.create_table('jobs',
     sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('owner', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('dataset_id', sa.String(length=32), nullable=False),
     sa.Column('model_spec', sa.JSON(), nullable=False),
@@ -55,6 +60,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_jobs_dataset_id'), ['dataset_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_jobs_owner'), ['owner'], unique=False)
         batch_op.create_index(batch_op.f('ix_jobs_status'), ['status'], unique=False)
 
     op.create_table('checkpoints',
@@ -95,7 +101,11 @@ def downgrade() -> None:
     op.drop_table('checkpoints')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_jobs_status'))
+        batch_op.drop_index(batch_op.f('ix_jobs_owner'))
         batch_op.drop_index(batch_op.f('ix_jobs_dataset_id'))
 
     op.drop_table('jobs')
+    with op.batch_alter_table('datasets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_datasets_owner'))
+
     op.drop_table('datasets')

@@ -22,11 +22,12 @@ def decode_arrays(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def create(
-    session: Session, *, name: str, inputs: np.ndarray, targets: np.ndarray, task: str
+    session: Session, *, name: str, inputs: np.ndarray, targets: np.ndarray, task: str, owner: str = "local"
 ) -> Dataset:
     num_classes = int(targets.max()) + 1 if task == "classification" and targets.size else None
     blob = encode_arrays(inputs, targets)
     ds = Dataset(
+        owner=owner,
         name=name,
         task=task,
         num_samples=int(inputs.shape[0]),

@@ -17,10 +17,10 @@ from store.models import Job, JobStatus, utcnow
 
 def create(
     session: Session, *, name: str, dataset_id: str, model_spec: dict, training: dict,
-    max_restarts: int = 3, time_limit_s: int | None = None,
+    max_restarts: int = 3, time_limit_s: int | None = None, owner: str = "local",
 ) -> Job:
     job = Job(name=name, dataset_id=dataset_id, model_spec=model_spec, training=training,
-              max_restarts=max_restarts, time_limit_s=time_limit_s)
+              max_restarts=max_restarts, time_limit_s=time_limit_s, owner=owner)
     session.add(job)
     session.flush()
     return job
@@ -39,6 +39,21 @@ def list_all(session: Session, *, limit: int = 100, status: str | None = None) -
 
 def mark_enqueued(session: Session, *, job_id: str) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
+
+
+def owner_at_cap(session: Session, *, job_id: str, max_running: int) -> bool:
+    """True if the job's owner already runs ``max_running`` jobs (0: no cap). Call in the
+    claiming transaction: it serializes claims per owner (an advisory lock on PostgreSQL;
+    SQLite transactions here are already exclusive)."""
+    if max_running <= 0:
+        return False
+    owner = session.scalar(select(Job.owner).where(Job.id == job_id))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"trainyard-owner:{owner}"))))
+    running = session.scalar(
+        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.RUNNING)
+    )
+    return running >= max_running
 
 
 def claim(session: Session, *, job_id: str, total_steps: int, worker: str, lease_s: float) -> int | None:
