@@ -23,6 +23,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "TRAINYARD_REDIS_URL")
     )
     queue: str = "training"
+    # API keys -> owner names, e.g. TRAINYARD_API_KEYS='{"k3y...": "alice"}'. Empty: no
+    # authentication and every resource belongs to the owner "local" (the embedded default).
+    api_keys: dict[str, str] = {}
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
