@@ -7,7 +7,10 @@ is seen, and only if it is installed.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,34 @@ __all__ = [
 
 _cupy: Any = None
 _cupy_tried = False
+
+_MALLOC_KEEP = 256 << 20  # bytes: arrays up to this size come from (and return to) the heap
+
+
+def tune_malloc(keep_bytes: int = _MALLOC_KEEP) -> bool:
+    """Keep freed large buffers in glibc's heap instead of giving them back to the kernel.
+
+    glibc serves a big ``malloc`` with a fresh ``mmap`` and unmaps it on ``free``, so every
+    new 4 MB activation or gradient page-faults 1000 zeroed pages: on the engine's 50-op
+    chain bench that was ~54,000 minor faults and two thirds of the CPU time per step.
+    Raising M_MMAP_THRESHOLD and M_TRIM_THRESHOLD lets the next array reuse warm memory
+    (PyTorch users get the same effect from jemalloc/tcmalloc). The cost: the process keeps
+    its peak heap. Runs once at import on glibc Linux; ``ENGINE_TUNE_MALLOC=0`` turns it off.
+    Returns whether both settings took.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("ENGINE_TUNE_MALLOC", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc: leave it alone
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, ctypes.c_int(keep_bytes)) == 1
+    return bool(mallopt(m_trim_threshold, ctypes.c_int(keep_bytes)) == 1 and ok)
+
+
+MALLOC_TUNED = tune_malloc()
 
 
 def _get_cupy() -> Any:

@@ -2,7 +2,14 @@
 
 A Node holds the op's backward function ``fn(grad, out) -> tuple of input grads``,
 the input tensors that require grad (``None`` elsewhere), and, for the version
-check, the tensors its backward reads. Backward is a Kahn-style walk over the
+check, the tensors its backward reads.
+
+Buffer ownership (the fast path when ``create_graph`` is off): a backward may
+return a raw array instead of a Tensor to say "this array is freshly allocated
+and nobody else holds it". The engine then owns it: a second gradient for the
+same tensor is added into it in place, and a leaf takes it as ``.grad`` without
+a copy. Gradients that were shown to a hook, retained or captured lose
+ownership, so user code never sees a buffer change under it. Backward is a Kahn-style walk over the
 nodes reachable from the roots: no recursion, so a chain of 100,000 ops is fine.
 Gradients are engine Tensors, so running the walk in grad mode (``create_graph``)
 records the backward itself and gives higher-order derivatives.
@@ -12,6 +19,22 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from engine.autograd.grad_mode import STATE
+
+_T: Any = None
+
+
+def _Tensor() -> type:
+    global _T
+    if _T is None:
+        from engine.tensor import Tensor
+
+        _T = Tensor
+    return _T
+
+
+def _wrap(array: Any) -> Any:
+    return _Tensor()._wrap(array)
+
 
 __all__ = ["Node", "run_backward"]
 
@@ -55,7 +78,8 @@ class Node:
         return f"<{self._name} object at {id(self):#x}>"
 
     def __call__(self, grad: Any, out: Any = None) -> tuple:
-        return self.fn(grad, out)
+        return tuple(g if g is None or isinstance(g, _Tensor()) else _wrap(g)
+                     for g in self.fn(grad, out))
 
 
 class _AccumulateGrad:
@@ -107,6 +131,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
     ``inputs`` when given); otherwise the gradients of ``inputs`` are returned
     (``None`` for an input the roots do not depend on).
     """
+    Tensor = _Tensor()
     deps: dict = {}
     outs: dict = {}
     stack = []
@@ -142,6 +167,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 want_leaves.setdefault(id(t), []).append(i)
 
     grads: dict = {}
+    owned: set = set()  # ids of the gradient Tensors (alive in grads/leaves) the engine owns
     leaves: dict = {}  # id -> [tensor, summed grad]: hooks and accumulation run once per leaf
     prev_mode = STATE.enabled
     STATE.enabled = create_graph
@@ -149,7 +175,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
         for r, g in zip(roots, root_grads):
             n = r.grad_fn
             if n is None:  # the root is itself a leaf
-                _collect(leaves, r, g)
+                _collect(leaves, owned, r, g)
             else:
                 grads[n] = g if n not in grads else grads[n] + g
         ready = [n for n in outs if deps[n] == 0]
@@ -159,6 +185,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
             g = grads.pop(n, None)
             in_grads = None
             if g is not None:
+                owned.discard(id(g))  # the node's backward may pass it on unchanged
                 t = outs[n]
                 if t._hooks:
                     g = _apply_hooks(t, g)
@@ -178,20 +205,23 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 if inp is None:
                     continue
                 gi = None if in_grads is None else in_grads[i]
+                if gi is not None and not isinstance(gi, Tensor):
+                    gi = _wrap(gi)  # a fresh array from a fast-path backward: ours
+                    owned.add(id(gi))
                 c = inp.grad_fn
                 if c is None:
                     if gi is not None:
-                        _collect(leaves, inp, gi)
+                        _collect(leaves, owned, inp, gi)
                     continue
                 if gi is not None:
                     prev = grads.get(c)
-                    grads[c] = gi if prev is None else prev + gi
+                    grads[c] = gi if prev is None else _accumulate(owned, prev, gi)
                 d = deps[c] - 1
                 deps[c] = d
                 if d == 0:
                     ready.append(c)
         for t, g in leaves.values():
-            _leaf(t, g, accumulate, want_leaves, captured, create_graph)
+            _leaf(t, g, accumulate, want_leaves, captured, create_graph, id(g) in owned)
         if not retain_graph:
             for n in processed:
                 if n.saved or n.out_version != -1:
@@ -205,20 +235,41 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
     return [captured.get(i) for i in range(len(inputs))]
 
 
-def _collect(leaves: dict, t: Any, g: Any) -> None:
+def _accumulate(owned: set, prev: Any, g: Any) -> Any:
+    """prev + g: in place into ``prev`` when the engine owns it, else into a fresh owned buffer."""
+    if STATE.enabled or prev._rg or g._rg:  # create_graph: record the sum
+        return prev + g
+    pd, gd = prev._data, g._data
+    if id(prev) in owned and pd.shape == gd.shape and pd.dtype == gd.dtype:
+        pd += gd
+        owned.discard(id(g))
+        return prev
+    if id(g) in owned and pd.shape == gd.shape and pd.dtype == gd.dtype:
+        gd += pd
+        return g
+    owned.discard(id(g))
+    r = _wrap(pd + gd)
+    owned.add(id(r))
+    return r
+
+
+def _collect(leaves: dict, owned: set, t: Any, g: Any) -> None:
     entry = leaves.get(id(t))
     if entry is None:
         leaves[id(t)] = [t, g]
     else:
-        entry[1] = entry[1] + g
+        entry[1] = _accumulate(owned, entry[1], g)
 
 
-def _leaf(t: Any, g: Any, accumulate: bool, want: dict, captured: dict, create_graph: bool):
+def _leaf(t: Any, g: Any, accumulate: bool, want: dict, captured: dict, create_graph: bool,
+          own: bool = False):
     if t._hooks:
         g = _apply_hooks(t, g)
+        own = False
     if want:
         idx = want.get(id(t))
         if idx is not None:
+            own = False
             for i in idx:
                 captured[i] = g
         if not accumulate or idx is None:
@@ -227,9 +278,12 @@ def _leaf(t: Any, g: Any, accumulate: bool, want: dict, captured: dict, create_g
         return
     if g._data.dtype != t._data.dtype:
         g = g.to(t.dtype)
+        own = not create_graph
     if t.grad is None:
         if create_graph:
             t.grad = g
+        elif own and g._data.flags.writeable and g._data.shape == t._data.shape:
+            t.grad = g  # a fresh buffer nobody else holds: no copy
         else:
             t.grad = type(g)._wrap(g._data.copy())
     elif create_graph or t.grad._rg:

@@ -13,7 +13,7 @@ import numpy as np
 from engine import backend
 from engine.autograd.grad_mode import STATE
 from engine.dtypes import get_default_dtype, result_type, to_dtype
-from engine.ops._util import as_t, attach, prep2, unbroadcast, wrap, xp_of
+from engine.ops._util import as_t, attach, prep2, raw_grad_to, unbroadcast, wrap, xp_of
 from engine.tensor import Tensor
 
 __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide",
@@ -45,6 +45,8 @@ def add(input: Any, other: Any, *, alpha: Any = 1, out: Any = None) -> Tensor:
     r = wrap(da + db)
     if _tracked(ta, tb):
         def bw(g, _):
+            if not STATE.enabled:  # fast path: the same g, or a fresh reduced array
+                return _pass(g, ta), _pass(g, tb)
             return (None if ta is None else grad_to(g, ta), None if tb is None else grad_to(g, tb))
         attach(r, (ta, tb), bw, "AddBackward0")
     return r
@@ -62,9 +64,21 @@ def sub(input: Any, other: Any, *, alpha: Any = 1) -> Tensor:
     r = wrap(da - db)
     if _tracked(ta, tb):
         def bw(g, _):
+            if not STATE.enabled:
+                return _pass(g, ta), (None if tb is None else raw_grad_to(-g._data, tb))
             return (None if ta is None else grad_to(g, ta), None if tb is None else grad_to(-g, tb))
         attach(r, (ta, tb), bw, "SubBackward0")
     return r
+
+
+def _pass(g: Tensor, t: Any) -> Any:
+    """The fast-path gradient of an input that receives ``g`` unchanged (up to broadcasting)."""
+    if t is None or not t._rg:
+        return None
+    d, gd = t._data, g._data
+    if gd.shape == d.shape and gd.dtype == d.dtype:
+        return g  # shared, not fresh: stays a Tensor so the engine does not write into it
+    return raw_grad_to(gd, t)
 
 
 def _is_bool(x: Any) -> bool:
@@ -76,6 +90,10 @@ def mul(input: Any, other: Any) -> Tensor:
     r = wrap(da * db)
     if _tracked(ta, tb):
         def bw(g, _):
+            if not STATE.enabled:  # fast path: fresh arrays
+                gd = g._data
+                return (None if ta is None or not ta._rg else raw_grad_to(gd * db, ta),
+                        None if tb is None or not tb._rg else raw_grad_to(gd * da, tb))
             ga = None if ta is None or not ta._rg else grad_to(g * (db if tb is None else tb), ta)
             gb = None if tb is None or not tb._rg else grad_to(g * (da if ta is None else ta), tb)
             return ga, gb
@@ -111,6 +129,11 @@ def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
     r = wrap(da / db)
     if _tracked(ta, tb):
         def bw(g, out):
+            if not STATE.enabled:  # fast path: fresh arrays, same formulas
+                gd = g._data
+                ga = None if ta is None or not ta._rg else raw_grad_to(gd / db, ta)
+                gb = None if tb is None or not tb._rg else raw_grad_to(-gd * out._data / db, tb)
+                return ga, gb
             b = (db if tb is None else tb) if ta is not None else tb
             ga = None if ta is None or not ta._rg else grad_to(g / b, ta)
             gb = None if tb is None or not tb._rg else grad_to(-g * out / b, tb)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.autograd.grad_mode import STATE
-from engine.ops._util import attach, float_array, wrap, xp_of
+from engine.ops._util import attach, float_array, masked_grad, wrap, xp_of
 from engine.ops.elementwise import where
 from engine.tensor import Tensor
 
@@ -22,8 +22,13 @@ __all__ = ["neg", "negative", "abs", "sign", "exp", "log", "log1p", "expm1", "lo
 
 
 def _unary(name: str, f: Callable, bw: Callable | None, float_op: bool = True,
-           save_in: bool = False, save_out: bool = False, doc: str = "") -> Callable:
-    """Build a unary op: ``f(xp, array)`` forward and ``bw(g, x, out)`` backward (Tensors)."""
+           save_in: bool = False, save_out: bool = False, doc: str = "",
+           fast: Callable | None = None) -> Callable:
+    """Build a unary op: ``f(xp, array)`` forward and ``bw(g, x, out)`` backward (Tensors).
+
+    ``fast(xp, g, x, out)``, on arrays, is the same formula for backwards that record
+    nothing: it returns a fresh array (one allocation, the rest in place with ``out=``).
+    """
     node_name = name[0].upper() + name[1:] + "Backward0"
 
     def op(input: Tensor) -> Tensor:
@@ -36,7 +41,13 @@ def _unary(name: str, f: Callable, bw: Callable | None, float_op: bool = True,
             if bw is None:
                 attach(r, (input,), lambda g, _: (g * 0,), node_name)
             else:
-                attach(r, (input,), lambda g, out: (bw(g, input, out),), node_name,
+                def backward(g: Tensor, out: Tensor) -> tuple:
+                    gd = g._data
+                    if fast is not None and not STATE.enabled and gd.ndim and \
+                            gd.dtype == out._data.dtype:
+                        return (fast(xp, gd, input._data, out._data),)
+                    return (bw(g, input, out),)
+                attach(r, (input,), backward, node_name,
                        saved=(input,) if save_in else (), save_out=save_out)
         return r
 
@@ -58,6 +69,55 @@ def _sigmoid_fwd(xp: Any, d: Any) -> Any:
     return xp.reciprocal(e, out=e)
 
 
+# ----- fast-path backwards on arrays: one fresh buffer, the same formula as the Tensor one ----
+def _f_mul_into(r: Any, g: Any) -> Any:
+    r *= g
+    return r
+
+
+def _f_tanh(xp: Any, g: Any, x: Any, o: Any) -> Any:  # g * (1 - o*o)
+    r = o * o
+    xp.subtract(1, r, out=r)
+    return _f_mul_into(r, g)
+
+
+def _f_sigmoid(xp: Any, g: Any, x: Any, o: Any) -> Any:  # g * (o * (1 - o))
+    r = 1 - o
+    r *= o
+    return _f_mul_into(r, g)
+
+
+def _f_tan(xp: Any, g: Any, x: Any, o: Any) -> Any:  # g * (o*o + 1)
+    r = o * o
+    r += 1
+    return _f_mul_into(r, g)
+
+
+def _f_reciprocal(xp: Any, g: Any, x: Any, o: Any) -> Any:  # -g * (o*o)
+    r = o * o
+    r *= g
+    return xp.negative(r, out=r)
+
+
+def _f_rsqrt(xp: Any, g: Any, x: Any, o: Any) -> Any:  # g * (o*o*o) * -0.5
+    r = o * o
+    r *= o
+    r *= g
+    r *= -0.5
+    return r
+
+
+def _f_div_by(make: Callable) -> Callable:  # g / make(x, o)
+    def fb(xp: Any, g: Any, x: Any, o: Any) -> Any:
+        r = make(x, o)
+        return xp.divide(g, r, out=r)
+    return fb
+
+
+def _f_relu(xp: Any, g: Any, x: Any, o: Any) -> Any:  # where(o > 0, g, 0)
+    return masked_grad(xp, o > 0, g)
+
+
 def _softplus_fwd(xp: Any, d: Any) -> Any:
     return xp.logaddexp(d, 0.0 if d.dtype != np.float16 else np.float16(0))
 
@@ -70,42 +130,56 @@ def _neg_fwd(xp: Any, d: Any) -> Any:
     return -d
 
 
-neg = _unary("neg", _neg_fwd, lambda g, x, o: -g, float_op=False)
+neg = _unary("neg", _neg_fwd, lambda g, x, o: -g, float_op=False,
+             fast=lambda xp, g, x, o: xp.negative(g))
 negative = neg
 abs = _unary("abs", lambda xp, d: xp.abs(d), lambda g, x, o: g * sign(x), float_op=False,  # noqa: A001
-             save_in=True)
+             save_in=True, fast=lambda xp, g, x, o: _f_mul_into(xp.sign(x), g))
 sign = _unary("sign", lambda xp, d: xp.sign(d), None, float_op=False)
-exp = _unary("exp", lambda xp, d: xp.exp(d), lambda g, x, o: g * o, save_out=True)
+exp = _unary("exp", lambda xp, d: xp.exp(d), lambda g, x, o: g * o, save_out=True,
+             fast=lambda xp, g, x, o: g * o)
 exp2 = _unary("exp2", lambda xp, d: xp.exp2(d), lambda g, x, o: g * o * math.log(2.0),
               save_out=True)
-log = _unary("log", lambda xp, d: xp.log(d), lambda g, x, o: g / x, save_in=True)
+log = _unary("log", lambda xp, d: xp.log(d), lambda g, x, o: g / x, save_in=True,
+             fast=lambda xp, g, x, o: g / x)
 log2 = _unary("log2", lambda xp, d: xp.log2(d), lambda g, x, o: g / (x * math.log(2.0)),
               save_in=True)
 log10 = _unary("log10", lambda xp, d: xp.log10(d), lambda g, x, o: g / (x * math.log(10.0)),
                save_in=True)
-log1p = _unary("log1p", lambda xp, d: xp.log1p(d), lambda g, x, o: g / (x + 1), save_in=True)
-expm1 = _unary("expm1", lambda xp, d: xp.expm1(d), lambda g, x, o: g * (o + 1), save_out=True)
-sqrt = _unary("sqrt", lambda xp, d: xp.sqrt(d), lambda g, x, o: g / (o * 2), save_out=True)
+log1p = _unary("log1p", lambda xp, d: xp.log1p(d), lambda g, x, o: g / (x + 1), save_in=True,
+               fast=_f_div_by(lambda x, o: x + 1))
+expm1 = _unary("expm1", lambda xp, d: xp.expm1(d), lambda g, x, o: g * (o + 1), save_out=True,
+               fast=lambda xp, g, x, o: _f_mul_into(o + 1, g))
+sqrt = _unary("sqrt", lambda xp, d: xp.sqrt(d), lambda g, x, o: g / (o * 2), save_out=True,
+              fast=_f_div_by(lambda x, o: o * 2))
 rsqrt = _unary("rsqrt", lambda xp, d: 1 / xp.sqrt(d), lambda g, x, o: g * (o * o * o) * -0.5,
-               save_out=True)
+               save_out=True, fast=_f_rsqrt)
 square = _unary("square", lambda xp, d: d * d, lambda g, x, o: g * (x * 2), float_op=False,
-                save_in=True)
+                save_in=True, fast=lambda xp, g, x, o: _f_mul_into(x * 2, g))
 reciprocal = _unary("reciprocal", lambda xp, d: 1 / d, lambda g, x, o: -g * (o * o),
-                    save_out=True)
-sin = _unary("sin", lambda xp, d: xp.sin(d), lambda g, x, o: g * cos(x), save_in=True)
-cos = _unary("cos", lambda xp, d: xp.cos(d), lambda g, x, o: -g * sin(x), save_in=True)
-tan = _unary("tan", lambda xp, d: xp.tan(d), lambda g, x, o: g * (o * o + 1), save_out=True)
-atan = _unary("atan", lambda xp, d: xp.arctan(d), lambda g, x, o: g / (x * x + 1), save_in=True)
+                    save_out=True, fast=_f_reciprocal)
+sin = _unary("sin", lambda xp, d: xp.sin(d), lambda g, x, o: g * cos(x), save_in=True,
+             fast=lambda xp, g, x, o: _f_mul_into(xp.cos(x), g))
+cos = _unary("cos", lambda xp, d: xp.cos(d), lambda g, x, o: -g * sin(x), save_in=True,
+             fast=lambda xp, g, x, o: xp.negative(_f_mul_into(xp.sin(x), g)))
+tan = _unary("tan", lambda xp, d: xp.tan(d), lambda g, x, o: g * (o * o + 1), save_out=True,
+             fast=_f_tan)
+atan = _unary("atan", lambda xp, d: xp.arctan(d), lambda g, x, o: g / (x * x + 1), save_in=True,
+              fast=_f_div_by(lambda x, o: x * x + 1))
 asin = _unary("asin", lambda xp, d: xp.arcsin(d), lambda g, x, o: g * rsqrt(1 - x * x),
               save_in=True)
 acos = _unary("acos", lambda xp, d: xp.arccos(d), lambda g, x, o: -g * rsqrt(1 - x * x),
               save_in=True)
-sinh = _unary("sinh", lambda xp, d: xp.sinh(d), lambda g, x, o: g * cosh(x), save_in=True)
-cosh = _unary("cosh", lambda xp, d: xp.cosh(d), lambda g, x, o: g * sinh(x), save_in=True)
-tanh = _unary("tanh", lambda xp, d: xp.tanh(d), lambda g, x, o: g * (1 - o * o), save_out=True)
-sigmoid = _unary("sigmoid", _sigmoid_fwd, lambda g, x, o: g * (o * (1 - o)), save_out=True)
+sinh = _unary("sinh", lambda xp, d: xp.sinh(d), lambda g, x, o: g * cosh(x), save_in=True,
+              fast=lambda xp, g, x, o: _f_mul_into(xp.cosh(x), g))
+cosh = _unary("cosh", lambda xp, d: xp.cosh(d), lambda g, x, o: g * sinh(x), save_in=True,
+              fast=lambda xp, g, x, o: _f_mul_into(xp.sinh(x), g))
+tanh = _unary("tanh", lambda xp, d: xp.tanh(d), lambda g, x, o: g * (1 - o * o), save_out=True,
+              fast=_f_tanh)
+sigmoid = _unary("sigmoid", _sigmoid_fwd, lambda g, x, o: g * (o * (1 - o)), save_out=True,
+                 fast=_f_sigmoid)
 relu = _unary("relu", lambda xp, d: xp.maximum(d, 0), lambda g, x, o: where(o > 0, g, 0.0),
-              float_op=False, save_out=True)
+              float_op=False, save_out=True, fast=_f_relu)
 floor = _unary("floor", lambda xp, d: xp.floor(d), None, float_op=False)
 ceil = _unary("ceil", lambda xp, d: xp.ceil(d), None, float_op=False)
 trunc = _unary("trunc", lambda xp, d: xp.trunc(d), None, float_op=False)
