@@ -1,11 +1,18 @@
-"""JSON model specs -> engine.nn Modules.
+"""JSON model specs -> engine.nn Modules, with static shape inference.
 
-``validate(spec)`` checks a spec without allocating weights (what the API does at submit
-time); ``build_model(spec)`` constructs the Module (what the worker does). Today the
-``{"layers": [...]}`` form is supported; ``graph`` and ``zoo`` are rejected with a clear
-error until they land.
+Three forms: ``{"layers": [...]}`` (a Sequential), ``{"graph": {...}}`` (a DAG of named
+layer and op nodes, several inputs and named outputs) and ``{"zoo": name, "args": {...}}``.
+``validate(spec, input_shape)`` checks a spec and infers every node's shape, parameters and
+FLOPs without allocating weights (what the API does at submit time); ``build_model(spec)``
+constructs the Module (what the worker does). Every problem is a ``SpecError`` whose
+``path`` points at the offending field.
 """
 from engine.spec.errors import SpecError
-from engine.spec.sequential import build_model, validate
+from engine.spec.graph import GraphModule, Plan
+from engine.spec.layers import layer_types
+from engine.spec.model import SYMBOLIC_BATCH, Report, build_model, infer, parse, validate
+from engine.spec.ops import OPS
+from engine.spec.zoo import DEFAULT_LOSS, MODELS as ZOO
 
-__all__ = ["SpecError", "build_model", "validate"]
+__all__ = ["DEFAULT_LOSS", "OPS", "SYMBOLIC_BATCH", "ZOO", "GraphModule", "Plan", "Report", "SpecError",
+           "build_model", "infer", "layer_types", "parse", "validate"]
