@@ -1,9 +1,11 @@
 """DataLoader: batches from a dataset through a sampler and a collate function.
 
-Deviation from torch: loading runs in the calling process; ``num_workers``,
-``pin_memory`` and friends are accepted for compatibility and ignored. A TensorDataset
-with the default collate and a built-in sampler takes a fast path: one fancy-index
-gather per tensor per batch instead of stacking samples one by one.
+``num_workers > 0`` loads in worker processes (engine.utils.data._workers), with
+torch's ``prefetch_factor``, ``persistent_workers``, ``worker_init_fn``, ``timeout``
+and per-worker seeding. ``pin_memory`` puts batches in page-locked host memory when
+cupy and a GPU are present (a warning and a no-op otherwise, as torch without an
+accelerator). A TensorDataset with the default collate and a built-in sampler takes a
+fast path: one fancy-index gather per tensor per batch instead of stacking samples.
 """
 from __future__ import annotations
 
@@ -21,6 +23,12 @@ from engine.utils.data.sampler import BatchSampler, RandomSampler, Sampler, Sequ
 __all__ = ["DataLoader"]
 
 
+def _accelerator() -> bool:
+    from engine.backend import cuda_is_available
+
+    return cuda_is_available()
+
+
 class DataLoader:
     """Iterates over ``dataset`` in batches (torch.utils.data.DataLoader's arguments)."""
 
@@ -36,6 +44,26 @@ class DataLoader:
             raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable multiprocessing.")
         if timeout < 0:
             raise ValueError("timeout option should be non-negative")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ValueError("prefetch_factor option could only be specified in multiprocessing.let num_workers > 0 "
+                             "to enable multiprocessing, otherwise set prefetch_factor to None.")
+        if num_workers > 0 and prefetch_factor is None:
+            prefetch_factor = 2
+        elif prefetch_factor is not None and prefetch_factor < 0:
+            raise ValueError("prefetch_factor option should be non-negative")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers option needs num_workers > 0")
+        self.prefetch_factor = prefetch_factor
+        self.persistent_workers = persistent_workers
+        self.multiprocessing_context = multiprocessing_context
+        self.in_order = in_order
+        self._mp_iter = None
+        self._pin = pin_memory and _accelerator()
+        if pin_memory and not self._pin:
+            import warnings
+
+            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, then device pinned "
+                          "memory won't be used.", stacklevel=2)
         self.dataset = dataset
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -79,7 +107,33 @@ class DataLoader:
         return (type(self.dataset) is TensorDataset and self._default_collate and not self._custom_sampler
                 and self._auto_collation)
 
+    def _draw_base_seed(self) -> int:
+        """The workers' base seed for an epoch, from the loader's generator (or the default)."""
+        from engine.utils.data.sampler import _np_generator
+
+        return int(_np_generator(self.generator).integers(0, 2**63 - 1))
+
     def __iter__(self) -> Iterator[Any]:
+        if self.num_workers == 0:
+            return self._iter_in_process()
+        from engine.utils.data._workers import _MultiProcessIter
+
+        if self.persistent_workers and self._mp_iter is not None:
+            return self._mp_iter.reset()
+        it = _MultiProcessIter(self)
+        if self.persistent_workers:
+            self._mp_iter = it
+        return it
+
+    def _iter_in_process(self) -> Iterator[Any]:
+        it = self._iter_batches()
+        if not self._pin:
+            return it
+        from engine.utils.data._workers import pin_batch
+
+        return (pin_batch(b) for b in it)
+
+    def _iter_batches(self) -> Iterator[Any]:
         if self._iterable:
             yield from self._iter_iterable()
         elif self._fast_path():
