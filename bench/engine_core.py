@@ -6,8 +6,8 @@
 2. matmul: (A @ B).backward(G) for 1024x1024 float32 (BLAS-bound)
 3. chain:  a 50-op elementwise chain on 1M float32 elements, then sum().backward()
 
-Each figure is the median over ``--repeat`` timed runs of the best-of-a-loop mean
-(seconds per iteration). torch runs with its default thread count, engine with numpy's
+Each figure is the median (and the min) over ``--repeat`` timed loops, engine and torch
+loops interleaved so that load on a shared machine falls on both (seconds per iteration). torch runs with its default thread count, engine with numpy's
 (OpenBLAS threads for the matmul); the machine's details are printed first.
 """
 from __future__ import annotations
@@ -33,28 +33,39 @@ def _sync(lib, device):
         lib.cuda.synchronize()
 
 
-def _time(fn, lib, device, repeat, min_time=0.2):
+def _calibrate(fn, lib, device, min_time=0.2):
+    """A loop length that runs at least ``min_time`` seconds."""
     fn()
     _sync(lib, device)
-    # calibrate a loop length of at least min_time
     n = 1
     while True:
         t0 = time.perf_counter()
         for _ in range(n):
             fn()
         _sync(lib, device)
-        dt = time.perf_counter() - t0
-        if dt >= min_time or n >= 1 << 20:
-            break
+        if time.perf_counter() - t0 >= min_time or n >= 1 << 20:
+            return n
         n *= 2
-    runs = []
+
+
+def _loop(fn, lib, device, n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    _sync(lib, device)
+    return (time.perf_counter() - t0) / n
+
+
+def _time_pair(fe, ft, te_lib, tt_lib, device, torch_dev, repeat):
+    """Interleaved timing (engine loop, torch loop, engine loop, ...) so that load from other
+    processes on a shared machine hits both sides alike; median and min per side."""
+    ne = _calibrate(fe, te_lib, device)
+    nt = _calibrate(ft, tt_lib, torch_dev)
+    re, rt = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        _sync(lib, device)
-        runs.append((time.perf_counter() - t0) / n)
-    return statistics.median(runs)
+        re.append(_loop(fe, te_lib, device, ne))
+        rt.append(_loop(ft, tt_lib, torch_dev, nt))
+    return (statistics.median(re), min(re)), (statistics.median(rt), min(rt))
 
 
 def small(lib, device):
@@ -103,9 +114,19 @@ def chain(lib, device, n=1_000_000, length=50):
 
 def machine() -> dict:
     info = {"python": platform.python_version(), "numpy": np.__version__,
+            "engine_malloc_tuned": engine.backend.MALLOC_TUNED,
+            "loadavg_before": os.getloadavg(),
             "platform": platform.platform(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
             "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["numpy_blas"] = [{k: d.get(k) for k in ("internal_api", "version", "num_threads",
+                                                     "architecture", "threading_layer")}
+                              for d in threadpool_info() if d.get("user_api") == "blas"]
+    except ImportError:
+        pass
     try:
         info["lscpu"] = subprocess.run(["lscpu"], capture_output=True, text=True,
                                        check=False).stdout.splitlines()[:10]
@@ -137,12 +158,14 @@ def main() -> None:
     names = (args.only or "small,matmul,chain").split(",")
     for name in names:
         make = {"small": small, "matmul": matmul, "chain": chain}[name]
-        te = _time(make(engine, args.device), engine, args.device, args.repeat)
-        tt = _time(make(torch, torch_dev), torch, torch_dev, args.repeat)
+        (te, te_min), (tt, tt_min) = _time_pair(make(engine, args.device), make(torch, torch_dev),
+                                                engine, torch, args.device, torch_dev, args.repeat)
         results[name] = {"engine_s": te, "torch_s": tt, "ratio": te / tt,
-                         "torch_device": torch_dev}
+                         "engine_min_s": te_min, "torch_min_s": tt_min,
+                         "ratio_min": te_min / tt_min, "torch_device": torch_dev}
         print(f"{name:7s} engine {te * 1e3:10.4f} ms   torch({torch_dev}) {tt * 1e3:10.4f} ms   "
-              f"engine/torch {te / tt:6.2f}x", flush=True)
+              f"engine/torch {te / tt:6.2f}x   (min {te_min * 1e3:.4f} vs {tt_min * 1e3:.4f} ms "
+              f"= {te_min / tt_min:.2f}x)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "device": args.device, "results": results}, f, indent=2)

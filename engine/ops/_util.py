@@ -160,18 +160,24 @@ def raw_grad_to(gd: Any, t: Tensor) -> Any:
     """The array version of ``grad_to`` for fast-path backwards: ``gd`` summed to ``t``'s
     shape and cast to its dtype. A fresh ``gd`` stays fresh (sum and astype allocate)."""
     d = t._data
-    gs, shape = gd.shape, d.shape
-    if gs != shape:
-        nd = len(gs) - len(shape)
-        axes = tuple(range(nd)) + tuple(i + nd for i, s in enumerate(shape)
-                                        if s == 1 and gs[i + nd] != 1)
-        if axes:
-            gd = gd.sum(axis=axes, keepdims=True)
-        if gd.shape != shape:
-            gd = gd.reshape(shape)
+    if gd.shape != d.shape:
+        gd = raw_sum_to(gd, d.shape)
     if gd.dtype != d.dtype and d.dtype.kind == "f":
         gd = gd.astype(d.dtype)
     return gd
+
+
+def raw_sum_to(gd: Any, shape: tuple) -> Any:
+    """``unbroadcast`` on arrays: ``gd`` summed over the dims broadcasting added to ``shape``."""
+    gs = gd.shape
+    if gs == shape:
+        return gd
+    nd = len(gs) - len(shape)
+    axes = tuple(range(nd)) + tuple(i + nd for i, s in enumerate(shape)
+                                    if s == 1 and gs[i + nd] != 1)
+    if axes:
+        gd = gd.sum(axis=axes, keepdims=True)
+    return gd.reshape(shape) if gd.shape != shape else gd
 
 
 def fast_backward() -> bool:
@@ -219,4 +225,4 @@ def norm_dims(dim: Any, ndim: int) -> tuple:
 
 
 __all__ = ["wrap", "attach", "needs_grad", "as_t", "prep2", "xp_of", "float_array",
-           "unbroadcast", "raw_grad_to", "fast_backward", "masked_grad", "norm_dim", "norm_dims", "FROM_NP", "float32", "int64", "STATE"]
+           "unbroadcast", "raw_grad_to", "raw_sum_to", "fast_backward", "masked_grad", "norm_dim", "norm_dims", "FROM_NP", "float32", "int64", "STATE"]

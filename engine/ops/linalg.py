@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from engine.autograd.grad_mode import STATE
-from engine.ops._util import attach, prep2, unbroadcast, wrap, xp_of
+from engine.ops._util import attach, prep2, raw_sum_to, unbroadcast, wrap, xp_of
 from engine.tensor import Tensor
 
 __all__ = ["matmul", "mm", "bmm", "mv", "dot", "vdot", "outer", "ger", "einsum", "inner",
@@ -44,6 +44,8 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         ta, tb = input, other
 
         def bw(g, _):
+            if not STATE.enabled:
+                return _matmul_bw_fast(g._data, ta, tb)
             ga = gb = None
             an, bn = ta._data.ndim, tb._data.ndim
             if an == 1 and bn == 1:
@@ -73,6 +75,34 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         attach(r, (input, other), bw, "MmBackward0" if a.ndim == b.ndim == 2 else
                "MatmulBackward0", saved=(input, other))
     return r
+
+
+def _matmul_bw_fast(g: Any, ta: Tensor, tb: Tensor) -> tuple:
+    """matmul's backward on arrays (nothing recorded): each gradient is one BLAS call on
+    transposed views into a fresh C-contiguous output, which the engine then owns (a leaf
+    takes it as ``.grad`` without a copy); broadcast batch dims are summed back."""
+    a, b = ta._data, tb._data
+    an, bn = a.ndim, b.ndim
+    xp = xp_of(ta)
+    if an == 1 and bn == 1:
+        return (g * b if ta._rg else None), (g * a if tb._rg else None)
+    A = a[None, :] if an == 1 else a
+    B = b[:, None] if bn == 1 else b
+    G = g
+    if an == 1:
+        G = G[..., None, :]
+    if bn == 1:
+        G = G[..., None]
+    ga = gb = None
+    if ta._rg:
+        ga = xp.matmul(G, xp.swapaxes(B, -1, -2))
+        ga = raw_sum_to(ga, (1,) + a.shape).reshape(a.shape) if an == 1 else \
+            raw_sum_to(ga, a.shape)
+    if tb._rg:
+        gb = xp.matmul(xp.swapaxes(A, -1, -2), G)
+        gb = raw_sum_to(gb, b.shape + (1,)).reshape(b.shape) if bn == 1 else \
+            raw_sum_to(gb, b.shape)
+    return ga, gb
 
 
 def _fmt(a: Any) -> str:
