@@ -54,6 +54,10 @@ class Dataset(Base):
     input_shape: Mapped[list[int]] = mapped_column(JSON)
     input_dtype: Mapped[str] = mapped_column(String(16))
     num_classes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # per target head: {"task", "shape", "dtype", "num_classes"}; None on rows from before 0002
+    # (one classification head named "output")
+    targets_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    source: Mapped[str | None] = mapped_column(String(32), nullable=True)
     size_bytes: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = 64 * 1024 * 1024
     max_dataset_samples: int = 1_000_000
     max_epochs: int = 1000
+    # limits checked when a dataset or job is submitted (each violation is a 422 naming it)
+    max_dataset_bytes: int = 256 * 1024 * 1024  # decoded arrays
+    max_parameters: int = 200_000_000
+    max_memory_bytes: int = 16 * 1024**3  # static estimate: weights, grads, optimizer, activations
+    max_total_steps: int = 10_000_000  # epochs x steps per epoch
+    max_heads: int = 16
     metrics_flush_every: int = 50
 
     @property

@@ -13,3 +13,13 @@ def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarra
     if validation_split > 0 and n_val == 0 and n > 1:
         n_val = 1
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def heads_of(targets: dict[str, np.ndarray], head: str, task: str):
+    """One dataset head as an engine tensor: int64 class indices or float32 values."""
+    import engine
+
+    y = targets[head]
+    if task == "classification":
+        return engine.tensor(y.astype(np.int64), dtype=engine.int64)
+    return engine.tensor(y.astype(np.float32), dtype=engine.float32)

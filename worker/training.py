@@ -26,7 +26,8 @@ from store.repositories import checkpoints, datasets, jobs, metrics
 from store.settings import Settings
 from worker import checkpoints as ckpt_files
 from worker import failures
-from worker.data import split_indices
+from worker import metrics as head_metrics
+from worker.data import heads_of, split_indices
 from worker.reporting import JobLost, Reporter
 from worker.sampling import EpochSampler
 from worker.supervision import Control, Heartbeat
@@ -45,19 +46,71 @@ def build_optimizer(params, config: dict[str, Any]) -> optim.Optimizer:
     return getattr(optim, config["type"])(params, **kwargs)
 
 
-def evaluate(model: nn.Module, loss_fn: nn.Module, x: engine.Tensor, y: engine.Tensor, batch_size: int) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` on (x, y), in eval mode without gradients."""
+def evaluate(model: nn.Module, heads: list[Head], x: engine.Tensor, ys: list[engine.Tensor],
+             batch_size: int) -> dict[str, Any]:
+    """Validation loss (the weighted total) and each head's loss and metrics, in eval mode
+    without gradients. A single head's names are ``val_loss``, ``val_accuracy``...; several
+    heads add ``val_<head>_loss``, ``val_<head>_accuracy``..."""
     model.eval()
-    total_loss, correct = 0.0, 0
-    with engine.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            out = model(xb)
-            total_loss += loss_fn(out, yb).item() * xb.shape[0]
-            correct += int((out.argmax(dim=1) == yb).sum().item())
-    model.train()
     n = x.shape[0]
-    return {"val_loss": total_loss / n, "val_accuracy": correct / n}
+    totals = [0.0] * len(heads)
+    outputs: list[list[np.ndarray]] = [[] for _ in heads]
+    with engine.no_grad():
+        for start in range(0, n, batch_size):
+            out = model(x[start:start + batch_size])
+            for i, head in enumerate(heads):
+                o = out[head.name] if isinstance(out, dict) else out
+                totals[i] += head.loss(o, ys[i][start:start + batch_size]).item() * o.shape[0]
+                outputs[i].append(o.numpy())
+    model.train()
+    result: dict[str, Any] = {"val_loss": sum(h.weight * t / n for h, t in zip(heads, totals))}
+    for i, head in enumerate(heads):
+        prefix = "val_" if len(heads) == 1 else f"val_{head.name}_"
+        if len(heads) > 1:
+            result[prefix + "loss"] = totals[i] / n
+        values = head_metrics.compute(head.task, np.concatenate(outputs[i]), ys[i].numpy(), head.metrics)
+        result.update({prefix + k: v for k, v in values.items()})
+    return result
+
+
+@dataclass
+class Head:
+    """One output head: the model output it reads, its loss and weight, its metrics."""
+
+    name: str
+    target: str
+    task: str
+    loss: nn.Module
+    weight: float
+    metrics: list[str]
+
+    def prepare(self, out: engine.Tensor, y: engine.Tensor) -> engine.Tensor:
+        """Regression targets take the output's shape ((N,) targets for an (N, 1) output)."""
+        if self.task == "regression" and tuple(y.shape) != tuple(out.shape):
+            return y.reshape(tuple(out.shape))
+        return y
+
+
+def make_heads(training: dict[str, Any], model_spec: dict) -> list[Head]:
+    """Heads as the API resolved them; jobs stored without (older ones, tests) get one
+    classification head with CrossEntropyLoss and accuracy."""
+    resolved = training.get("heads") or {"output": {
+        "target": "output", "task": "classification",
+        "loss": {"type": spec.DEFAULT_LOSS.get(model_spec.get("zoo"), "CrossEntropyLoss"), "weight": 1.0, "args": {}},
+        "metrics": ["accuracy"]}}
+    heads = []
+    for name, h in resolved.items():
+        loss = h["loss"]
+        heads.append(Head(name, h["target"], h["task"], getattr(nn, loss["type"])(**loss.get("args", {})),
+                          float(loss.get("weight", 1.0)), list(h.get("metrics", []))))
+    return heads
+
+
+def build_scheduler(optimizer: optim.Optimizer, config: dict[str, Any] | None):
+    if not config:
+        return None
+    kwargs = {k: tuple(v) if isinstance(v, list) and k != "milestones" else v for k, v in config.items() if k != "type"}
+    return getattr(optim.lr_scheduler, config["type"])(optimizer, **kwargs)
 
 
 def estimated_memory_bytes(model: nn.Module, optimizer_type: str) -> int:
@@ -133,10 +186,12 @@ class Claim:
     max_restarts: int
     deadline: float
     inputs: np.ndarray
-    targets: np.ndarray
+    targets: dict[str, np.ndarray]  # per dataset head
     train_idx: np.ndarray
     val_idx: np.ndarray
     resume: tuple[bytes, bytes] | None
+    input_shape: list[int] | None = None
+    val_data: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # a separate validation dataset
 
 
 CAPPED = object()  # _claim's answer when the job's owner is at its concurrency cap
@@ -151,8 +206,13 @@ def _claim(job_id: str, settings: Settings) -> Claim | object | None:
             log.info("job %s is %s; skipping", job_id, job and job.status)
             return None
         training = job.training
-        inputs, targets = datasets.load_arrays(session, dataset_id=job.dataset_id)
-        train_idx, val_idx = split_indices(len(inputs), training["validation_split"], training["seed"])
+        inputs, targets = datasets.load_all(session, dataset_id=job.dataset_id)
+        val_data = None
+        if training.get("validation_dataset_id"):
+            val_data = datasets.load_all(session, dataset_id=training["validation_dataset_id"])
+            train_idx, val_idx = np.arange(len(inputs)), np.arange(0)
+        else:
+            train_idx, val_idx = split_indices(len(inputs), training["validation_split"], training["seed"])
         steps_per_epoch = math.ceil(len(train_idx) / training["batch_size"])
         if jobs.owner_at_cap(session, job_id=job_id, max_running=settings.max_running_per_owner):
             return CAPPED
@@ -166,7 +226,8 @@ def _claim(job_id: str, settings: Settings) -> Claim | object | None:
         metrics.delete_after(session, job_id=job_id, step=latest.step if resume else 0)
         time_limit = min(job.time_limit_s or settings.max_job_seconds, settings.max_job_seconds)
         return Claim(job_id, attempt, job.model_spec, training, job.max_restarts,
-                     _timestamp(job.started_at) + time_limit, inputs, targets, train_idx, val_idx, resume)
+                     _timestamp(job.started_at) + time_limit, inputs, targets, train_idx, val_idx, resume,
+                     list(inputs.shape[1:]), val_data)
 
 
 def _timestamp(value) -> float:
@@ -217,33 +278,47 @@ class TrainingLoop:
         training, train_idx, val_idx = claim.training, claim.train_idx, claim.val_idx
         self.batch_size = training["batch_size"]
         engine.manual_seed(training["seed"])
-        self.model = spec.build_model(claim.model_spec)
-        self.loss_fn = nn.CrossEntropyLoss()
+        # devices > 1: the data-parallel launcher wraps model and loader here (not yet: one device)
+        self.devices = training.get("devices", 1)
+        self.model = spec.build_model(claim.model_spec, claim.input_shape, num_classes=training.get("num_outputs"))
+        self.heads = make_heads(training, claim.model_spec)
         self.optimizer = build_optimizer(self.model.parameters(), training["optimizer"])
+        self.scheduler = build_scheduler(self.optimizer, training.get("scheduler"))
         x = engine.tensor(claim.inputs, dtype=engine.float32)
-        y = engine.tensor(claim.targets.astype(np.int64), dtype=engine.int64)
-        self.x_val, self.y_val = x[val_idx], y[val_idx]
+        ys = [heads_of(claim.targets, h.target, h.task) for h in self.heads]
+        if claim.val_data is not None:
+            vx, vys = claim.val_data
+            self.x_val = engine.tensor(vx, dtype=engine.float32)
+            self.y_val = [heads_of(vys, h.target, h.task) for h in self.heads]
+        else:
+            self.x_val, self.y_val = x[val_idx], [y[val_idx] for y in ys]
         self.sampler = EpochSampler(len(train_idx), training["seed"])
-        self.loader = DataLoader(TensorDataset(x[train_idx], y[train_idx]), batch_size=self.batch_size,
-                                 sampler=self.sampler)
+        self.loader = DataLoader(TensorDataset(x[train_idx], *[y[train_idx] for y in ys]),
+                                 batch_size=self.batch_size, sampler=self.sampler)
         self.steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
         self.reporter = Reporter(settings.resolved_database_url, self.job_id, self.attempt,
                                  settings.metrics_flush_every)
         self.every = training.get("checkpoint_every") or self.steps_per_epoch
-        self.position = {"epoch": 1, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0}
-        self.final: dict[str, float] = {}
+        self.position: dict[str, Any] = {"epoch": 1, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0,
+                                         "best": None, "bad_epochs": 0}
+        self.final: dict[str, Any] = {}
         self.saved_step = -1  # step of the newest checkpoint this attempt wrote
 
     def restore(self, model_bytes: bytes, state_bytes: bytes) -> None:
         self.position = ckpt_files.restore(self.model, self.optimizer, model_bytes, state_bytes)
         self.final = self.position.pop("final", {}) or {}
+        scheduler_state = self.position.pop("scheduler", None)
+        if self.scheduler is not None and scheduler_state:
+            self.scheduler.load_state_dict(scheduler_state)
 
     def checkpoint(self, epoch_metrics: dict[str, float] | None = None) -> None:
         p = self.position
         model_bytes = ckpt_files.model_file(self.model, job_id=self.job_id, model_spec=self.model_spec,
                                             epoch=p["epoch"], step=p["step"])
-        state_bytes = ckpt_files.state_file(self.optimizer, {**p, "final": self.final})
-        self.reporter.flush(epoch_metrics=epoch_metrics, checkpoint=(model_bytes, state_bytes))
+        extra = {"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}
+        state_bytes = ckpt_files.state_file(self.optimizer, {**p, "final": self.final, **extra})
+        scalars = {k: v for k, v in (epoch_metrics or {}).items() if isinstance(v, (int, float))}
+        self.reporter.flush(epoch_metrics=scalars or None, checkpoint=(model_bytes, state_bytes))
         self.saved_step = p["step"]
 
     def run(self) -> dict[str, float] | None:
@@ -256,20 +331,41 @@ class TrainingLoop:
             self.model.train()
             self.sampler.set_epoch(p["epoch"], start=p["batch"] * self.batch_size)
             self.reporter.epoch = p["epoch"]
-            for xb, yb in self.loader:
+            for xb, *ybs in self.loader:
                 if self._stop_requested():
                     return None
-                self._step(xb, yb)
+                self._step(xb, ybs)
                 if p["batch"] < self.steps_per_epoch and p["step"] % self.every == 0:
                     self.checkpoint()
             self.final = {"train_loss": p["loss_sum"] / max(p["seen"], 1)}
             if len(self.x_val):
-                self.final.update(evaluate(self.model, self.loss_fn, self.x_val, self.y_val, self.batch_size))
+                self.final.update(evaluate(self.model, self.heads, self.x_val, self.y_val, self.batch_size))
+            if self.scheduler is not None:
+                self.scheduler.step()
+            stop = self._early_stop()
             self.checkpoint(epoch_metrics=self.final)
-            if p["epoch"] == epochs:
+            if p["epoch"] == epochs or stop:
                 break
             p.update(epoch=p["epoch"] + 1, batch=0, loss_sum=0.0, seen=0)
         return self.final
+
+    def _early_stop(self) -> bool:
+        """Track the watched metric; True once it has not improved for ``patience`` epochs."""
+        es = self.training.get("early_stopping")
+        if not es:
+            return False
+        p, value = self.position, self.final.get(es["metric"])
+        if not isinstance(value, (int, float)):
+            return False
+        sign = 1 if es["mode"] == "min" else -1
+        if p["best"] is None or sign * (p["best"] - value) > es["min_delta"]:
+            p["best"], p["bad_epochs"] = value, 0
+        else:
+            p["bad_epochs"] += 1
+        if p["bad_epochs"] >= es["patience"]:
+            self.final["stopped_early_at_epoch"] = p["epoch"]
+            return True
+        return False
 
     def _stop_requested(self) -> bool:
         if time.time() > self.deadline:
@@ -287,11 +383,22 @@ class TrainingLoop:
             self.reporter.flush()
         return True
 
-    def _step(self, xb, yb) -> None:
+    def _step(self, xb, ybs) -> None:
+        """One optimizer step on the weighted sum of the heads' losses (one backward)."""
         p = self.position
         self.optimizer.zero_grad()
-        loss = self.loss_fn(self.model(xb), yb)
+        out = self.model(xb)
+        loss = None
+        for head, yb in zip(self.heads, ybs):
+            o = out[head.name] if isinstance(out, dict) else out
+            term = head.loss(o, head.prepare(o, yb))
+            term = term if head.weight == 1.0 else term * head.weight
+            loss = term if loss is None else loss + term
         loss.backward()
+        if self.training.get("clip_grad_value"):
+            nn.utils.clip_grad_value_(self.model.parameters(), self.training["clip_grad_value"])
+        if self.training.get("clip_grad_norm"):
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.training["clip_grad_norm"])
         self.optimizer.step()
         value = loss.item()
         p["step"] += 1

@@ -1,24 +1,34 @@
-"""POST /v1/specs/validate: check a model spec without submitting a job."""
+"""POST /v1/specs/validate: check a model spec against data without submitting a job."""
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
-from pydantic import BaseModel
 
+from api.deps import SessionDep, SettingsDep
+from api.errors import FieldError
+from api.routes.jobs import check_model_limits, dataset_facts
+from api.schemas.specs import NodeRow, SpecReport, SpecValidateBody
 from engine import spec
 
 router = APIRouter(prefix="/specs", tags=["specs"])
 
 
-class SpecValidateBody(BaseModel):
-    model: dict[str, Any]
-
-
-@router.post("/validate")
-def validate_spec(body: SpecValidateBody) -> dict[str, Any]:
-    layers = spec.validate(body.model)
-    return {
-        "valid": True,
-        "layers": [{"index": i, "type": cls.__name__, "args": args} for i, (cls, args) in enumerate(layers)],
-    }
+@router.post("/validate", response_model=SpecReport)
+def validate_spec(body: SpecValidateBody, session: SessionDep, settings: SettingsDep) -> SpecReport:
+    """The per-node table (name, type, output shape with None for the batch, parameters,
+    FLOPs) and totals, or a 422 naming the node."""
+    shape, classes = body.input_shape, body.num_classes
+    if body.dataset_id is not None:
+        facts = dataset_facts(session, body.dataset_id, ["body", "dataset_id"])
+        shape = shape or facts["input_shape"]
+        classes = classes or facts["num_outputs"]
+    if isinstance(shape, list) and (len(shape) > 8 or any(d < 1 or d > 2**31 for d in shape)):
+        raise FieldError(["body", "input_shape"], "must be 1 to 8 sizes, each at least 1")
+    report = spec.validate(body.model, shape, num_classes=classes)
+    if shape is not None:
+        check_model_limits(report, settings, body.batch_size)
+    return SpecReport(
+        nodes=[NodeRow(**row) for row in report.rows],
+        outputs={k: [None if d == spec.SYMBOLIC_BATCH else d for d in v] for k, v in report.outputs.items()},
+        totals={**report.totals(), "training_memory_bytes": report.training_memory_bytes(body.batch_size)},
+        expanded=report.expanded,
+    )

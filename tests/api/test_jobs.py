@@ -54,7 +54,7 @@ def _model_with(layer):
         ({"model": _model_with({"type": "Linear", "in_features": 4})},
          ["body", "model", "layers", 1], "out_features"),
         ({"model": {"layers": []}}, ["body", "model", "layers"], "non-empty"),
-        ({"model": {"graph": {}}}, ["body", "model", "graph"], "not supported yet"),
+        ({"model": {"graph": {}}}, ["body", "model", "graph", "nodes"], "non-empty list"),
         ({"dataset_id": "missing"}, ["body", "dataset_id"], "does not exist"),
         ({"training": {**TRAINING, "epochs": 0}}, ["body", "training", "epochs"], "greater than or equal to 1"),
         ({"training": {**TRAINING, "optimizer": {"type": "Adamm", "lr": 1}}}, ["body", "training", "optimizer"], "Adam"),
