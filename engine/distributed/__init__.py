@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.backend import xp_of
 from engine.distributed._work import CommThread, Work, _DoneWork
 from engine.distributed.store import HashStore, PrefixStore, Store, TCPStore
 
@@ -49,7 +50,7 @@ class _World:
     """The default group (``group.WORLD``)."""
 
 
-class group:  # noqa: N801 - torch's name
+class group:
     WORLD = _World()
 
 
@@ -72,7 +73,7 @@ def is_available() -> bool:
 def is_nccl_available() -> bool:
     try:
         from cupy.cuda import nccl  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - no cupy, no driver: no NCCL
         return False
     return True
 
@@ -175,7 +176,7 @@ def _has_gpu() -> bool:
         import cupy
 
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
+    except Exception:  # noqa: BLE001 - no cupy, no driver: no NCCL
         return False
 
 
@@ -224,6 +225,10 @@ def _flat(a: np.ndarray, op: str) -> tuple[np.ndarray, Any]:
         return a.reshape(-1), None
     c = np.ascontiguousarray(a).reshape(-1)
     return c, lambda: a.__setitem__(..., c.reshape(a.shape))
+
+
+def _contig1d(a: Any) -> Any:
+    return xp_of(a).ascontiguousarray(a).reshape(-1)
 
 
 def _check_op(op: str, a: np.ndarray, name: str) -> None:
@@ -340,7 +345,7 @@ def scatter(tensor: Any, scatter_list: list | None = None, src: int = 0, group: 
     a = _arr(tensor)
     ins = None
     if get_rank() == src:
-        ins = [np.ascontiguousarray(x).reshape(-1) for x in _check_list(scatter_list, get_world_size(), a, "scatter")]
+        ins = [_contig1d(x) for x in _check_list(scatter_list, get_world_size(), a, "scatter")]
     if _S.comm is None:
         return _run("scatter", lambda: _S.pg.scatter(a, ins, src), async_op, group)
     flat, back = _flat(a, "scatter")
@@ -357,8 +362,7 @@ def reduce_scatter(output: Any, input_list: list, op: str = ReduceOp.SUM, group:
     """``output`` on rank j = the reduction over ranks of their ``input_list[j]``."""
     out = _arr(output)
     _check_op(op, out, "reduce_scatter")
-    ins = [np.ascontiguousarray(x).reshape(-1) for x in _check_list(input_list, get_world_size(), out,
-                                                                      "reduce_scatter")]
+    ins = [_contig1d(x) for x in _check_list(input_list, get_world_size(), out, "reduce_scatter")]
     if _S.comm is None:
         return _run("reduce_scatter", lambda: _S.pg.reduce_scatter(out, ins, op), async_op, group)
     flat, back = _flat(out, "reduce_scatter")

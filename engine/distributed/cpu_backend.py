@@ -13,13 +13,12 @@ rank leaves nothing in /dev/shm.
 """
 from __future__ import annotations
 
-import os
-import socket
-import time
 import mmap
+import os
 import secrets
+import socket
 import tempfile
-from typing import Any
+import time
 
 import numpy as np
 
@@ -96,7 +95,7 @@ class ProcessGroupCPU:
                 lsock.settimeout(max(0.01, deadline - time.monotonic()))
                 try:
                     s, _ = lsock.accept()
-                except socket.timeout as e:
+                except TimeoutError as e:
                     raise RuntimeError(f"init_process_group: rank {r} timed out waiting for peers to connect") from e
                 s.settimeout(self.timeout)
                 self.peers[int.from_bytes(self._recv_exact(s, 4, "init", -1), "big")] = s
@@ -116,7 +115,7 @@ class ProcessGroupCPU:
         while len(buf) < n:
             try:
                 k = s.recv(n - len(buf))
-            except socket.timeout as e:
+            except TimeoutError as e:
                 raise RuntimeError(f"{op}: rank {self.rank} timed out after {self.timeout:.1f}s "
                                    f"waiting for rank {peer}") from e
             except OSError as e:

@@ -269,7 +269,7 @@ class TCPStore(Store):
             try:
                 _send(self._sock, *fields)
                 return _recv(self._sock)
-            except socket.timeout as e:
+            except TimeoutError as e:
                 raise RuntimeError(f"TCPStore: no answer from {self.host}:{self.port} "
                                    f"within {timeout + 5.0:.1f}s") from e
             except (OSError, ConnectionError) as e:

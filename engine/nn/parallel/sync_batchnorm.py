@@ -14,6 +14,7 @@ import numpy as np
 
 from engine import distributed as dist
 from engine.autograd.function import Function
+from engine.backend import xp_of
 from engine.nn.module import Module
 from engine.nn.normalization import _BatchNorm
 from engine.tensor import Tensor
@@ -62,7 +63,7 @@ class SyncBatchNorm(_BatchNorm):
         dims = (0,) + tuple(range(2, input.dim()))
         shape = (1, -1) + (1,) * (input.dim() - 2)
         local_n = input.numel() // input.shape[1]
-        count = np.array([local_n], dtype=np.int64)
+        count = xp_of(input._data).array([local_n], dtype=np.int64)
         dist.all_reduce(count)  # ranks may hold batches of different sizes
         n = float(count[0])
         mean = _all_reduce_sum(input.sum(dims)) / n

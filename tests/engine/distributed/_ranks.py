@@ -15,11 +15,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import engine  # noqa: E402
-import engine.distributed as dist  # noqa: E402
-from engine.nn import parallel  # noqa: E402
+import _models
 
-import _models  # noqa: E402
+import engine
+import engine.distributed as dist
+from engine.nn import parallel
 
 RANK = int(os.environ["RANK"])
 WORLD = int(os.environ["WORLD_SIZE"])
@@ -115,7 +115,7 @@ def ddp() -> None:
         model = parallel.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp_model = parallel.DistributedDataParallel(model, bucket_cap_mb=0.001,
                                                  find_unused_parameters="unused" in name)
-    assert list(ddp_model.state_dict())[0].startswith("module.")
+    assert next(iter(ddp_model.state_dict())).startswith("module.")
     opt = engine.optim.SGD(ddp_model.parameters(), lr=0.05, momentum=0.9)
     accum = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     for step in range(_models.STEPS):
@@ -165,5 +165,27 @@ def killed() -> None:
             time.sleep(0.01)
 
 
+def nccl() -> None:
+    """NCCL collectives across this machine's GPUs, one per rank, against numpy."""
+    import cupy
+
+    cupy.cuda.Device(int(os.environ["LOCAL_RANK"])).use()
+    dist.init_process_group("nccl", timeout=datetime.timedelta(seconds=120))
+    for dtype in ["float32", "float64", "int64"]:
+        for n in [1, 1000, 1 << 20]:
+            xs = [inputs(r, n, dtype, 0) for r in range(WORLD)]
+            for op in ["sum", "max", "min"]:
+                t = engine.tensor(xs[RANK], device="cuda")
+                dist.all_reduce(t, op=op)
+                np.testing.assert_allclose(t.numpy(force=True), OPS[op](xs), rtol=1e-6)
+            b = engine.tensor(xs[RANK], device="cuda")
+            dist.broadcast(b, WORLD - 1)
+            np.testing.assert_array_equal(b.numpy(force=True), xs[WORLD - 1])
+            out = engine.zeros(WORLD * n, dtype=getattr(engine, dtype), device="cuda")
+            dist.all_gather_into_tensor(out, engine.tensor(xs[RANK], device="cuda"))
+            np.testing.assert_array_equal(out.numpy(force=True), np.concatenate(xs))
+    dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    {"collectives": collectives, "ddp": ddp, "timeout": timeout, "killed": killed}[sys.argv[1]]()
+    {"collectives": collectives, "nccl": nccl, "ddp": ddp, "timeout": timeout, "killed": killed}[sys.argv[1]]()
