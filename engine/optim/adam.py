@@ -65,9 +65,14 @@ class Adam(Optimizer):
                         g = g + wd * param
                 m = state["exp_avg"]._data
                 v = state["exp_avg_sq"]._data
-                m += (1 - beta1) * (g - m)  # torch's lerp for weights < 0.5
+                t = self._scratch(param)  # every step below writes into t or the state: no allocation
+                xp.subtract(g, m, out=t)
+                t *= 1 - beta1
+                m += t  # torch's lerp for weights < 0.5
                 v *= beta2
-                v += (1 - beta2) * g * g
+                xp.multiply(g, 1 - beta2, out=t)
+                t *= g
+                v += t
                 step = float(step_t)
                 bias_correction1 = 1 - beta1**step
                 bias_correction2_sqrt = (1 - beta2**step) ** 0.5
@@ -75,13 +80,26 @@ class Adam(Optimizer):
                 if amsgrad:
                     vmax = state["max_exp_avg_sq"]._data
                     xp.maximum(vmax, v, out=vmax)
-                    denom = xp.sqrt(vmax) / bias_correction2_sqrt
+                    xp.sqrt(vmax, out=t)
                 else:
-                    denom = xp.sqrt(v) / bias_correction2_sqrt
-                denom += eps
-                param -= step_size * (m / denom)
+                    xp.sqrt(v, out=t)
+                t /= bias_correction2_sqrt
+                t += eps
+                xp.divide(m, t, out=t)
+                t *= step_size
+                param -= t
                 _bump(p)
         return loss
+
+
+    def _scratch(self, p: Any) -> Any:
+        """A reusable work array shaped like ``p`` (kept out of ``state``, so out of state_dict)."""
+        cache = self.__dict__.setdefault("_work", {})
+        key = (p.shape, p.dtype.str, type(p))
+        buf = cache.get(key)
+        if buf is None:
+            buf = cache[key] = get_array_module(p).empty_like(p)
+        return buf
 
 
 class AdamW(Adam):
