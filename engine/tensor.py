@@ -41,7 +41,9 @@ class Tensor:
     subclasses such as ``nn.Parameter`` can wrap one); prefer ``engine.tensor``.
     """
 
-    __slots__ = ("_data", "_rg", "grad", "grad_fn", "_vc", "_hooks", "_retains_grad",
+    # _view (set only on views, read with getattr): (base, fn) with ``fn(base)`` giving this
+    # view differentiably; in-place ops on a view rewrite the base's history (CopySlices).
+    __slots__ = ("_data", "_rg", "grad", "grad_fn", "_vc", "_hooks", "_retains_grad", "_view",
                  "__dict__", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
@@ -164,6 +166,12 @@ class Tensor:
 
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)
+
+    @property
+    def _base(self) -> Tensor | None:
+        """The tensor this one is a view of (torch's ``._base``), or None."""
+        v = getattr(self, "_view", None)
+        return None if v is None else v[0]
 
     @property
     def _version(self) -> int:

@@ -45,6 +45,18 @@ def attach(out: Tensor, inputs: Sequence[Any], fn: Any, name: str,
     return out
 
 
+def mark_view(r: Tensor, base: Tensor, fn: Any) -> Tensor:
+    """Record that ``r`` is ``fn(base)`` sharing its memory, so that an in-place op on ``r``
+    can rewrite the history of the root base (see ops.inplace). Views of views compose."""
+    parent = getattr(base, "_view", None)
+    if parent is None:
+        r._view = (base, fn)
+    else:
+        root, pfn = parent
+        r._view = (root, lambda b: fn(pfn(b)))
+    return r
+
+
 def needs_grad(*ts: Any) -> bool:
     if not STATE.enabled:
         return False
@@ -224,5 +236,5 @@ def norm_dims(dim: Any, ndim: int) -> tuple:
     return out
 
 
-__all__ = ["wrap", "attach", "needs_grad", "as_t", "prep2", "xp_of", "float_array",
+__all__ = ["wrap", "attach", "mark_view", "needs_grad", "as_t", "prep2", "xp_of", "float_array",
            "unbroadcast", "raw_grad_to", "raw_sum_to", "fast_backward", "masked_grad", "norm_dim", "norm_dims", "FROM_NP", "float32", "int64", "STATE"]

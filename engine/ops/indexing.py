@@ -13,7 +13,7 @@ import numpy as np
 
 from engine import backend
 from engine.autograd.grad_mode import STATE
-from engine.ops._util import as_t, attach, norm_dim, wrap, xp_of
+from engine.ops._util import as_t, attach, mark_view, norm_dim, wrap, xp_of
 from engine.tensor import Tensor
 
 __all__ = ["getitem", "convert_key", "index_put_outofplace", "gather", "scatter",
@@ -70,6 +70,7 @@ def getitem(self: Tensor, key: Any) -> Tensor:
             arr = d[k + (Ellipsis,)] if isinstance(k, tuple) else d[k, ...]
         r = wrap(arr)
         r._vc = self._vc
+        mark_view(r, self, lambda b: getitem(b, k))
     else:
         r = wrap(arr)
     if STATE.enabled and self._rg:

@@ -15,7 +15,7 @@ import numpy as np
 from engine.autograd.grad_mode import STATE
 from engine.ops import elementwise as E
 from engine.ops import unary as U
-from engine.ops._util import as_t, prep2, wrap, xp_of
+from engine.ops._util import as_t, attach, prep2, wrap, xp_of
 from engine.tensor import Tensor, _check_inplace
 
 __all__ = ["apply_inplace", "add_", "sub_", "mul_", "div_", "addcmul_", "addcdiv_", "clamp_",
@@ -57,6 +57,9 @@ def apply_inplace(self: Tensor, op: Callable, *args: Any, exact_dtype: bool = Tr
     """Run ``op(self, *args)`` and write the result into ``self`` (with autograd if recording)."""
     if _tracked(self, args):
         _check_inplace(self)
+        view = getattr(self, "_view", None)
+        if view is not None:
+            return _inplace_on_view(self, view, op, args, exact_dtype)
         prev = wrap(self._data.copy())
         prev._rg = self._rg
         prev.grad_fn = self.grad_fn
@@ -78,6 +81,42 @@ def apply_inplace(self: Tensor, op: Callable, *args: Any, exact_dtype: bool = Tr
         r = op(self, *args)
         _store(self, r._data, exact_dtype)
     self._vc[0] += 1
+    return self
+
+
+def _inplace_on_view(self: Tensor, view: tuple, op: Callable, args: tuple,
+                     exact_dtype: bool) -> Tensor:
+    """An in-place op on a view, with torch's semantics: the root base's history becomes
+    CopySlices(old base, op(fn(old base))), and the view becomes ``fn(new base)``, so
+    gradients through the base see the modification."""
+    base, fn = view
+    if base._rg and base.grad_fn is None:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
+    prev = wrap(base._data.copy())  # the old base, with the old history
+    prev._rg = base._rg
+    prev.grad_fn = base.grad_fn
+    old = base.grad_fn
+    if old is not None and old.out_version >= 0:
+        old.out_version = -2  # its saved output is being overwritten: backward raises
+    r = op(fn(prev), *args)
+    _store(self, r._data, exact_dtype)  # writes through the view into base's memory
+    base._vc[0] += 1
+    if r._rg or prev._rg:
+        def bw(g: Tensor, _: Any) -> tuple:
+            """The base's gradient with the view's region zeroed; the view's region to r."""
+            gr = fn(g)
+            if not STATE.enabled:
+                gb = g._data.copy()
+                fn(wrap(gb))._data[...] = 0
+                return gb, gr
+            mask = xp_of(g).ones_like(g._data)
+            fn(wrap(mask))._data[...] = 0
+            return E.mul(g, wrap(mask)), gr
+        attach(base, (prev, r), bw, "torch::autograd::CopySlices")  # torch's name()
+        v = fn(base)  # the view's new history: a view of the new base
+        self.grad_fn = v.grad_fn
+        self._rg = v._rg
     return self
 
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from engine.autograd.grad_mode import STATE
-from engine.ops._util import as_t, attach, norm_dim, prep2, wrap, xp_of
+from engine.ops._util import as_t, attach, mark_view, norm_dim, prep2, wrap, xp_of
 from engine.tensor import Tensor
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes", "t",
@@ -61,6 +61,8 @@ def reshape(input: Tensor, *shape: Any) -> Tensor:
         r._vc = input._vc
     else:
         r = _view_of(wrap(d.reshape(new)), input)
+    if r._vc is input._vc:
+        mark_view(r, input, lambda b: reshape(b, new))
     if STATE.enabled and input._rg:
         old = d.shape
         attach(r, (input,), lambda g, _: (reshape(g, old),), "ViewBackward0")
@@ -125,6 +127,7 @@ def permute(input: Tensor, *dims: Any) -> Tensor:
         raise RuntimeError("permute(): duplicate dims are not allowed.")
     r = wrap(input._data.transpose(dims))
     r._vc = input._vc
+    mark_view(r, input, lambda b: permute(b, dims))
     if STATE.enabled and input._rg:
         inv = tuple(np.argsort(dims).tolist())
         attach(r, (input,), lambda g, _: (permute(g, inv),), "PermuteBackward0")
@@ -338,6 +341,7 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     key = (slice(None),) * dim + (slice(start, start + length),)
     r = wrap(d[key])
     r._vc = input._vc
+    mark_view(r, input, lambda b: narrow(b, dim, start, length))
     if STATE.enabled and input._rg:
         shp = d.shape
 
