@@ -36,6 +36,10 @@ def to_float_array(value: Any) -> np.ndarray:
 
 
 def _from_lists(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):  # from an uploaded file
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"must hold numbers, not {value.dtype}")
+        return value
     if not isinstance(value, list):
         raise ValueError("must be a list with one entry per sample, or {base64, dtype, shape}")
     try:
@@ -84,9 +88,9 @@ def to_targets(value: Any, task: str, n: int | None) -> np.ndarray:
     if isinstance(value, dict):
         arr = from_base64(value)
     else:
-        if not isinstance(value, list):
+        if not isinstance(value, (list, np.ndarray)):
             raise ValueError("must be a list with one target per sample")
-        if task == "classification" and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if task == "classification" and isinstance(value, list) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ValueError("class indices must be integers")
         arr = _from_lists(value)
     if n is not None and (arr.ndim == 0 or arr.shape[0] != n):
