@@ -217,21 +217,43 @@ def einsum(equation: str, *operands: Any) -> Tensor:
                 # letters of the operand missing from output and others are summed out: the
                 # gradient is constant along them, restored by expanding.
                 have = set(out) | set("".join(ot))
-                tgt = "".join(c for c in target if c in have)
+                uniq = "".join(dict.fromkeys(target))  # a diagonal (repeated letter) once
+                tgt = "".join(c for c in uniq if c in have)
                 gi = einsum(",".join([out] + ot) + "->" + tgt, g, *others)
-                if tgt != target:
-                    shape = o._data.shape
-                    gi = _expand_missing(gi, tgt, target, shape)
+                if tgt != uniq:
+                    sizes = {c: n for c, n in zip(target, o._data.shape)}
+                    gi = _expand_missing(gi, tgt, uniq, tuple(sizes[c] for c in uniq))
+                if uniq != target:
+                    gi = _onto_diagonals(gi, uniq, target, o._data.shape, full)
                 grads.append(gi)
             return tuple(grads)
         attach(r, ops, bw, "EinsumBackward0", saved=tuple(ops))
     return r
 
 
+def _onto_diagonals(gi: Tensor, uniq: str, target: str, shape: tuple, used: str) -> Tensor:
+    """Scatter ``gi`` (indexed by the distinct letters ``uniq``) onto the diagonals of an
+    operand written ``target`` with repeated letters, zeros elsewhere: the gradient of taking
+    a diagonal. Each repeat is renamed and tied to its letter by an identity matrix, so the
+    result is one more einsum (differentiable, for create_graph)."""
+    from engine.ops.creation import eye
+
+    pool = (c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used)
+    seen: set = set()
+    renamed, ties, eyes = [], [], []
+    for c, n in zip(target, shape):
+        if c in seen:
+            new = next(pool)
+            renamed.append(new)
+            ties.append(c + new)
+            eyes.append(eye(n, dtype=gi.dtype, device=gi.device))
+        else:
+            seen.add(c)
+            renamed.append(c)
+    return einsum(",".join([uniq] + ties) + "->" + "".join(renamed), gi, *eyes)
+
+
 def _expand_missing(gi: Tensor, have: str, target: str, shape: tuple) -> Tensor:
-    # repeated letters in target (diagonals) are not supported in backward
-    if len(set(target)) != len(target):
-        raise NotImplementedError("einsum backward with repeated indices in one operand")
     shp = tuple(gi._data.shape[have.index(c)] if c in have else 1 for c in target)
     perm_src = [c for c in target if c in have]
     gi = gi.permute([have.index(c) for c in perm_src]) if perm_src != list(have) else gi
