@@ -159,12 +159,16 @@ class ProcessGroupCPU:
             mine[...] = flat[s:e]
             self.barrier_("all_reduce")
             a, b = _slices(m, w)[r]
-            acc = self._view(0, flat.dtype, m)[a:b].copy()
-            for j in range(1, w):
-                red(acc, self._view(j, flat.dtype, m)[a:b], out=acc)
+            acc = mine[a:b]  # my slice of my own segment: only I touch it until the next barrier
+            views = [self._view(j, flat.dtype, m)[a:b] for j in range(w)]
+            if r >= 2:  # acc overwrites my input before it is added: keep a copy
+                views[r] = views[r].copy()
+            if w > 1:  # in rank order, so every rank's result is bitwise the same
+                red(views[0], views[1], out=acc)
+                for v in views[2:]:
+                    red(acc, v, out=acc)
             if op == "avg":
                 acc /= w
-            mine[a:b] = acc
             self.barrier_("all_reduce")
             for j, (a, b) in enumerate(_slices(m, w)):
                 flat[s + a:s + b] = self._view(j, flat.dtype, m)[a:b]

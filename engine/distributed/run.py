@@ -106,6 +106,8 @@ def start(cmd: Sequence[str], nproc_per_node: int, nnodes: int = 1, node_rank: i
     procs = []
     for lr in range(nproc_per_node):
         e = dict(os.environ if env is None else env)
+        if nproc_per_node > 1:  # as torchrun: one BLAS/OpenMP thread per rank unless told otherwise
+            e.setdefault("OMP_NUM_THREADS", "1")
         e.update(rank_env(node_rank * nproc_per_node + lr, lr, world, nproc_per_node, master_addr, port))
         procs.append(subprocess.Popen(list(cmd), env=e, start_new_session=True, **popen))
     return Ranks(procs, grace)
@@ -119,7 +121,8 @@ def _spawned(fn: Callable, rank: int, args: tuple, env: dict) -> None:
 
 def spawn(fn: Callable, args: tuple = (), nprocs: int = 1, join: bool = True, timeout: float | None = None,
           master_port: int | None = None, start_method: str = "spawn", grace: float = 3.0) -> Ranks | None:
-    """Runs ``fn(rank, *args)`` in ``nprocs`` processes with the rank environment set.
+    """Runs ``fn(rank, *args)`` in ``nprocs`` processes with the rank environment set
+    (and OMP_NUM_THREADS=1 when several and it is unset, as the launcher does).
 
     With ``join`` it waits and raises RuntimeError naming the first failed rank (all
     ranks stopped); otherwise it returns the ``Ranks`` to wait on.
@@ -127,11 +130,17 @@ def spawn(fn: Callable, args: tuple = (), nprocs: int = 1, join: bool = True, ti
     ctx = mp.get_context(start_method)
     port = free_port() if master_port is None else master_port
     procs = []
-    for r in range(nprocs):
-        p = ctx.Process(target=_spawned, args=(fn, r, args, rank_env(r, r, nprocs, nprocs, "127.0.0.1", port)),
-                        daemon=False)
-        p.start()
-        procs.append(p)
+    threads = {"OMP_NUM_THREADS": "1"} if nprocs > 1 and "OMP_NUM_THREADS" not in os.environ else {}
+    os.environ.update(threads)  # a spawned child imports numpy before fn runs: set it while starting
+    try:
+        for r in range(nprocs):
+            env = rank_env(r, r, nprocs, nprocs, "127.0.0.1", port)
+            p = ctx.Process(target=_spawned, args=(fn, r, args, env), daemon=False)
+            p.start()
+            procs.append(p)
+    finally:
+        for k in threads:
+            os.environ.pop(k, None)
     ranks = Ranks(procs, grace)
     if not join:
         return ranks
