@@ -19,9 +19,10 @@ def _check_children(owner: str, optimizer: Optimizer, schedulers: Sequence[Any])
         if not hasattr(s, "optimizer"):
             raise TypeError(f"{owner} at index {i} should have `optimizer` as its attribute.")
         if isinstance(s, ReduceLROnPlateau):
-            raise ValueError(f"{owner} does not support `ReduceLROnPlateau` scheduler as it requires additional "
-                             f"kwargs to be specified when calling `step`, but got one at index {i} in the given "
-                             "schedulers sequence.")
+            msg = (f"{owner} does not support `ReduceLROnPlateau` scheduler as it requires additional "
+                   f"kwargs to be specified when calling `step`, but got one at index {i} in the given "
+                   "schedulers sequence.")
+            raise ValueError(msg)  # noqa: TRY004 - torch's exception type
         if s.optimizer is not optimizer:
             raise ValueError(f"{owner} expects all schedulers to belong to the same optimizer, but got scheduler "
                              f"{type(s).__name__} at index {i} with a different optimizer.")

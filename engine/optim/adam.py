@@ -2,12 +2,42 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from engine.backend import get_array_module
-from engine.optim.optimizer import Optimizer, _bump, _params_with_grad, _zero_step, _zeros_like
+from engine.optim.optimizer import (
+    Optimizer,
+    _bump,
+    _foreach_blocked,
+    _params_with_grad,
+    _zero_step,
+    _zeros_like,
+)
 
 __all__ = ["Adam", "AdamW"]
+
+
+def _adam_kernel(xp: Any, beta1: float, beta2: float, eps: float, bc2_sqrt: float, step_size: float,
+                 param: Any, g: Any, m: Any, v: Any, t: Any, vmax: Any = None) -> None:
+    """One Adam update in torch's arithmetic order, every op in place or into the work array t."""
+    xp.subtract(g, m, out=t)
+    t *= 1 - beta1
+    m += t  # torch's lerp for weights < 0.5
+    v *= beta2
+    xp.multiply(g, 1 - beta2, out=t)
+    t *= g
+    v += t
+    if vmax is not None:
+        xp.maximum(vmax, v, out=vmax)
+        xp.sqrt(vmax, out=t)
+    else:
+        xp.sqrt(v, out=t)
+    t /= bc2_sqrt
+    t += eps
+    xp.divide(m, t, out=t)
+    t *= step_size
+    param -= t
 
 
 class Adam(Optimizer):
@@ -63,31 +93,14 @@ class Adam(Optimizer):
                         param *= 1 - lr * wd
                     else:
                         g = g + wd * param
-                m = state["exp_avg"]._data
-                v = state["exp_avg_sq"]._data
-                t = self._scratch(param)  # every step below writes into t or the state: no allocation
-                xp.subtract(g, m, out=t)
-                t *= 1 - beta1
-                m += t  # torch's lerp for weights < 0.5
-                v *= beta2
-                xp.multiply(g, 1 - beta2, out=t)
-                t *= g
-                v += t
                 step = float(step_t)
-                bias_correction1 = 1 - beta1**step
                 bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-                step_size = lr / bias_correction1
+                step_size = lr / (1 - beta1**step)
+                arrays = [param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data, self._scratch(param)]
                 if amsgrad:
-                    vmax = state["max_exp_avg_sq"]._data
-                    xp.maximum(vmax, v, out=vmax)
-                    xp.sqrt(vmax, out=t)
-                else:
-                    xp.sqrt(v, out=t)
-                t /= bias_correction2_sqrt
-                t += eps
-                xp.divide(m, t, out=t)
-                t *= step_size
-                param -= t
+                    arrays.append(state["max_exp_avg_sq"]._data)
+                _foreach_blocked(partial(_adam_kernel, xp, beta1, beta2, eps, bias_correction2_sqrt, step_size),
+                                 *arrays)
                 _bump(p)
         return loss
 

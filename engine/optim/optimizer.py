@@ -211,3 +211,48 @@ def _bump(p: Tensor) -> None:
     bump = getattr(p, "_bump", None)
     if bump is not None:
         bump()
+
+
+# ---------------------------------------------------------------- blocked elementwise updates
+_BLOCK = 1 << 17  # elements per block: 512 KiB of float32 per operand
+_pool = None
+
+
+def _thread_pool() -> Any:
+    """A small shared pool (numpy releases the GIL inside ufunc loops); None on one core."""
+    global _pool
+    if _pool is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = min(os.cpu_count() or 1, 8)
+        _pool = ThreadPoolExecutor(n, thread_name_prefix="engine-optim") if n > 1 else False
+    return _pool or None
+
+
+def _foreach_blocked(kernel: Callable[..., None], *arrays: Any) -> None:
+    """Runs ``kernel(*views)`` over aligned blocks of same-shaped arrays, so a many-op update
+    reads and writes each element about once from memory (the fused pass torch's foreach
+    kernels make) and blocks spread over a thread pool. Elementwise kernels give the same
+    bits as one whole-array call; cupy arrays and small or strided ones take that call."""
+    a0 = arrays[0]
+    n = a0.size
+    if get_array_module(a0) is not np or n < 4 * _BLOCK or not all(a.flags.c_contiguous for a in arrays):
+        kernel(*arrays)
+        return
+    flats = [a.reshape(-1) for a in arrays]
+
+    def run(lo: int, hi: int) -> None:
+        for s in range(lo, hi, _BLOCK):
+            e = min(s + _BLOCK, hi)
+            kernel(*(f[s:e] for f in flats))
+
+    pool = _thread_pool()
+    if pool is None:
+        run(0, n)
+        return
+    k = pool._max_workers
+    per = -(-n // (k * _BLOCK)) * _BLOCK
+    futures = [pool.submit(run, lo, min(lo + per, n)) for lo in range(0, n, per)]
+    for f in futures:
+        f.result()
