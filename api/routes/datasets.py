@@ -13,7 +13,13 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
 from api.schemas.datasets import (
-    BuiltinCreate, DatasetCreate, DatasetList, DatasetOut, DatasetPreview, to_float_array, to_targets,
+    BuiltinCreate,
+    DatasetCreate,
+    DatasetList,
+    DatasetOut,
+    DatasetPreview,
+    to_float_array,
+    to_targets,
 )
 from store.repositories import datasets
 from store.settings import Settings

@@ -12,7 +12,8 @@ from engine.spec.graph import GraphModule, Plan
 from engine.spec.layers import layer_types
 from engine.spec.model import SYMBOLIC_BATCH, Report, build_model, infer, parse, validate
 from engine.spec.ops import OPS
-from engine.spec.zoo import DEFAULT_LOSS, MODELS as ZOO
+from engine.spec.zoo import DEFAULT_LOSS
+from engine.spec.zoo import MODELS as ZOO
 
 __all__ = ["DEFAULT_LOSS", "OPS", "SYMBOLIC_BATCH", "ZOO", "GraphModule", "Plan", "Report", "SpecError",
            "build_model", "infer", "layer_types", "parse", "validate"]

@@ -2,7 +2,6 @@
 (hypothesis), shapes and parameter counts compared with the built Module's."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
