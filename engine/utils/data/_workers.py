@@ -122,7 +122,7 @@ class _WorkerError:
     def reraise(self) -> None:
         try:
             err = self.exc_type(self.msg)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a type whose constructor wants other arguments
             err = RuntimeError(self.msg)
         raise err
 
@@ -152,7 +152,7 @@ def _worker_loop(fetch: Any, dataset: Any, index_queue: Any, result_queue: Any, 
     try:
         if init_fn is not None:
             init_fn(worker_id)
-    except Exception as ex:  # reported with the first task
+    except Exception as ex:  # noqa: BLE001 - reported to the main process with the first task
         init_error = _WorkerError(worker_id, ex)
     stream = None
     tag = None
@@ -176,7 +176,7 @@ def _worker_loop(fetch: Any, dataset: Any, index_queue: Any, result_queue: Any, 
                 data = fetch.next_batch(stream)
             else:
                 data = _pack(fetch(index))
-        except Exception as ex:
+        except Exception as ex:  # noqa: BLE001 - any dataset error goes to the main process
             data = _WorkerError(worker_id, ex)
         result_queue.put((epoch, send_idx, data))
         del data
@@ -355,7 +355,7 @@ class _MultiProcessIter(collections.abc.Iterator):
             self.loader._mp_iter = None
 
     def __del__(self) -> None:
-        try:
+        import contextlib
+
+        with contextlib.suppress(Exception):  # interpreter shutdown: queues may be gone
             self._close()
-        except Exception:
-            pass
