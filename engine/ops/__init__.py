@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.ops import creation, elementwise, indexing, inplace, linalg, reduction, shape, unary
+from engine.ops import (creation, elementwise, indexing, inplace, linalg, reduction,
+                        scatter_reduction, shape, unary)
 from engine.ops.creation import *  # noqa: F401,F403
 from engine.ops.elementwise import *  # noqa: F401,F403
 from engine.ops.indexing import *  # noqa: F401,F403
 from engine.ops.inplace import *  # noqa: F401,F403
 from engine.ops.linalg import *  # noqa: F401,F403
 from engine.ops.reduction import *  # noqa: F401,F403
+from engine.ops.scatter_reduction import *  # noqa: F401,F403
 from engine.ops.shape import *  # noqa: F401,F403
 from engine.ops.unary import *  # noqa: F401,F403
 from engine.tensor import Tensor
@@ -73,6 +75,7 @@ def _bind() -> None:
         "contiguous": S.contiguous, "clone": S.clone, "movedim": S.movedim,
         # indexing
         "gather": I.gather, "scatter": I.scatter, "scatter_add": I.scatter_add,
+        "scatter_reduce": scatter_reduction.scatter_reduce,
         "index_select": I.index_select, "index_add": I.index_add, "masked_fill": I.masked_fill,
         "masked_select": I.masked_select, "nonzero": I.nonzero,
         "take_along_dim": lambda self, indices, dim: I.gather(self, dim, indices),
@@ -91,6 +94,9 @@ def _bind() -> None:
             self, mean, std, generator=generator),
         "scatter_": lambda self, dim, index, src=None, value=None, **kw: P.apply_inplace(
             self, lambda s: I.scatter(s, dim, index, src, value, **kw)),
+        "scatter_reduce_": lambda self, dim, index, src, reduce, *, include_self=True:
+            P.apply_inplace(self, lambda s, src: scatter_reduction.scatter_reduce(
+                s, dim, index, src, reduce, include_self=include_self), src),
         "scatter_add_": lambda self, dim, index, src: P.apply_inplace(
             self, lambda s, src: I.scatter_add(s, dim, index, src), src),
         "index_add_": lambda self, dim, index, source, *, alpha=1: P.apply_inplace(
@@ -197,6 +203,7 @@ def _tensor():
 _bind()
 
 __all__ = sorted(set(creation.__all__ + elementwise.__all__ + indexing.__all__ + inplace.__all__
-                     + linalg.__all__ + reduction.__all__ + shape.__all__ + unary.__all__)
+                     + linalg.__all__ + reduction.__all__ + scatter_reduction.__all__ + shape.__all__
+                     + unary.__all__)
                  - {"grad_to", "expand_back", "convert_key", "index_put_outofplace", "getitem",
                     "setitem", "apply_inplace"})

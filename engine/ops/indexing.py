@@ -197,7 +197,11 @@ def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, value: Any 
     if reduce is not None:
         if reduce == "add":
             return scatter_add(input, dim, index, _src_tensor(src, index, input))
-        raise NotImplementedError(f"scatter reduce={reduce!r} is not supported")
+        if reduce == "multiply":
+            from engine.ops.scatter_reduction import scatter_reduce
+
+            return scatter_reduce(input, dim, index, _src_tensor(src, index, input), "prod")
+        raise RuntimeError(f"reduce argument must be either add or multiply, got {reduce}")
     dim = norm_dim(dim, input._data.ndim)
     s = _src_tensor(src, index, input)
     full = _gather_index(input._data, dim, index._data)

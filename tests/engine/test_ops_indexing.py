@@ -101,3 +101,44 @@ def test_index_errors(torch):
             x[lib.tensor([0.5])]
         with pytest.raises(RuntimeError):
             lib.gather(x, 1, lib.tensor([[5]]))
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
+@pytest.mark.parametrize("dim", [0, 1])
+def test_scatter_reduce(helper_test_op, reduce, include_self, dim):
+    """Duplicate indices, untouched positions, ties (amax/amin) and zeros (prod) vs torch."""
+    idx = np.array([[0, 0, 2], [2, 0, 2]])  # position 1 of dim is never written
+    inp = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [0.5, 1.0, -2.0]])
+    src = np.array([[0.5, 3.0, 2.0], [0.5, 0.0, -0.75]])
+    if reduce in ("amax", "amin"):
+        src[0, 0] = inp[0, 0] if dim == 0 else inp[0, 0]  # a tie with self at [0, 0]
+    if reduce == "prod" and dim == 1:
+        inp[2, 0] = 0.0  # a zero in self at a position that also receives src
+    helper_test_op(lambda m, x, s: m.scatter_reduce(x, dim, m.tensor(idx), s, reduce,
+                                                    include_self=include_self),
+                   [], inputs=[inp, src])
+
+
+def test_scatter_reduce_prod_two_zeros_and_method(helper_test_op):
+    idx = np.array([[1, 1, 1]])
+    helper_test_op(lambda m, x, s: x.scatter_reduce(1, m.tensor(idx), s, "prod"), [],
+                   inputs=[np.array([[2.0, 0.0, 3.0]]), np.array([[0.0, 4.0, 5.0]])])
+    helper_test_op(lambda m, x, s: x.scatter_reduce(1, m.tensor(idx), s, "prod"), [],
+                   inputs=[np.array([[2.0, 0.0, 3.0]]), np.array([[1.5, 4.0, 5.0]])])
+
+
+def test_scatter_reduce_inplace_and_multiply(torch):
+    import engine
+
+    idx = [[0, 1, 0]]
+    for lib in (torch, engine):
+        x = lib.ones(2, 3)
+        x.scatter_reduce_(0, lib.tensor(idx), lib.tensor([[2.0, 3.0, 4.0]]), "sum",
+                          include_self=False)
+        y = lib.full((2, 3), 2.0).scatter(0, lib.tensor(idx), lib.tensor([[2.0, 3.0, 4.0]]),
+                                          reduce="multiply")
+        assert x.tolist() == [[2.0, 1.0, 4.0], [1.0, 3.0, 1.0]]
+        assert y.tolist() == [[4.0, 2.0, 8.0], [2.0, 6.0, 2.0]]
+        with pytest.raises(RuntimeError):
+            lib.scatter_reduce(lib.ones(2), 0, lib.tensor([0]), lib.ones(1), "bogus")
