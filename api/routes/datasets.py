@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
+from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
 from api.schemas.datasets import (
@@ -44,15 +45,16 @@ def _check_limits(settings: Settings, inputs: np.ndarray, targets: Any, loc: lis
                               f"({settings.max_dataset_samples})", 422)
 
 
-def _store(session, settings, *, name, inputs, targets, task, source, loc) -> DatasetOut:
+def _store(session, settings, *, owner, name, inputs, targets, task, source, loc) -> DatasetOut:
     _check_limits(settings, inputs, targets, loc)
-    ds = datasets.create(session, name=name, inputs=inputs, targets=targets, task=task, source=source)
+    ds = datasets.create(session, name=name, inputs=inputs, targets=targets, task=task, source=source,
+                         owner=owner)
     return _out(ds)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
-def create_dataset(body: DatasetCreate, session: SessionDep, settings: SettingsDep) -> DatasetOut:
-    return _store(session, settings, name=body.name, inputs=body.inputs, targets=body.targets, task=body.task,
+def create_dataset(body: DatasetCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> DatasetOut:
+    return _store(session, settings, owner=owner, name=body.name, inputs=body.inputs, targets=body.targets, task=body.task,
                   source="inline", loc=["body", "inputs"])
 
 
@@ -72,11 +74,11 @@ def load_builtin(which: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @router.post("/builtin", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
-def create_builtin(body: BuiltinCreate, session: SessionDep, settings: SettingsDep) -> DatasetOut:
+def create_builtin(body: BuiltinCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> DatasetOut:
     x, y = load_builtin(body.builtin)
     if body.limit:
         x, y = x[:body.limit], y[:body.limit]
-    return _store(session, settings, name=body.name or body.builtin, inputs=x, targets=y,
+    return _store(session, settings, owner=owner, name=body.name or body.builtin, inputs=x, targets=y,
                   task=BUILTIN_TASK[body.builtin], source=f"builtin:{body.builtin}", loc=["body", "builtin"])
 
 
@@ -129,7 +131,7 @@ def _read_csv(f, target_columns: list[str], loc: list) -> tuple[np.ndarray, dict
 
 @router.post("/upload", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
 def upload_dataset(
-    session: SessionDep, settings: SettingsDep,
+    session: SessionDep, settings: SettingsDep, owner: OwnerDep,
     file: Annotated[UploadFile, File(description=".npz (inputs, targets or targets.<head>), .npy or .csv")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
     task: Annotated[str, Form(description="classification or regression")] = "classification",
@@ -162,7 +164,7 @@ def upload_dataset(
     except (ValueError, TypeError) as exc:
         raise FieldError(loc, str(exc)) from exc
     target = ys if set(ys) != {"output"} else ys["output"]
-    return _store(session, settings, name=name, inputs=inputs, targets=target, task=task,
+    return _store(session, settings, owner=owner, name=name, inputs=inputs, targets=target, task=task,
                   source=f"upload:{filename.rsplit('.', 1)[-1]}", loc=loc)
 
 
@@ -173,27 +175,27 @@ def _integral(y: np.ndarray) -> np.ndarray:
 
 
 @router.get("", response_model=DatasetList)
-def list_datasets(session: SessionDep) -> DatasetList:
-    return DatasetList(items=[_out(d) for d in datasets.list_all(session)])
+def list_datasets(session: SessionDep, owner: OwnerDep) -> DatasetList:
+    return DatasetList(items=[_out(d) for d in datasets.list_all(session, owner=owner)])
 
 
-def _get_or_404(session, dataset_id: str):
-    ds = datasets.get(session, dataset_id=dataset_id)
+def _get_or_404(session, dataset_id: str, owner: str):
+    ds = datasets.get(session, dataset_id=dataset_id, owner=owner)
     if ds is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"dataset {dataset_id} not found")
     return ds
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: str, session: SessionDep) -> DatasetOut:
-    return _out(_get_or_404(session, dataset_id))
+def get_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep) -> DatasetOut:
+    return _out(_get_or_404(session, dataset_id, owner))
 
 
 @router.get("/{dataset_id}/preview", response_model=DatasetPreview)
-def preview_dataset(dataset_id: str, session: SessionDep, rows: int = 5) -> DatasetPreview:
+def preview_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep, rows: int = 5) -> DatasetPreview:
     """Shapes, dtypes, the first ``rows`` samples, a class histogram per classification head
     and min/max/mean/std per regression head."""
-    ds = _get_or_404(session, dataset_id)
+    ds = _get_or_404(session, dataset_id, owner)
     info = datasets.targets_info(ds)
     x, heads = datasets.load_all(session, dataset_id=dataset_id)
     k = max(0, min(rows, 50))

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 
 from api import queue
+from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
 from api.schemas.jobs import JobCreate, JobList, JobOut
@@ -30,16 +31,16 @@ VALUE_METRICS = ("mse", "mae", "r2")
 _TOPK = re.compile(r"^top([1-9][0-9]?)_accuracy$")
 
 
-def get_job_or_404(session: SessionDep, job_id: str) -> Job:
-    job = jobs.get(session, job_id=job_id)
+def get_job_or_404(session: SessionDep, job_id: str, owner: str) -> Job:
+    job = jobs.get(session, job_id=job_id, owner=owner)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
     return job
 
 
-def dataset_facts(session, dataset_id: str, loc: list) -> dict[str, Any]:
+def dataset_facts(session, dataset_id: str, loc: list, owner: str) -> dict[str, Any]:
     """Shape facts of a dataset: input shape, heads, and the output count a zoo model gets."""
-    ds = datasets.get(session, dataset_id=dataset_id)
+    ds = datasets.get(session, dataset_id=dataset_id, owner=owner)
     if ds is None:
         raise FieldError(loc, f"dataset {dataset_id} does not exist")
     heads = datasets.targets_info(ds)
@@ -159,11 +160,12 @@ def _check_scheduler(body: JobCreate) -> None:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
-def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep) -> JobOut:
+def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> JobOut:
     training = body.training
-    facts = dataset_facts(session, body.dataset_id, ["body", "dataset_id"])
+    facts = dataset_facts(session, body.dataset_id, ["body", "dataset_id"], owner)
     if training.validation_dataset_id is not None:
-        val = dataset_facts(session, training.validation_dataset_id, ["body", "training", "validation_dataset_id"])
+        val = dataset_facts(session, training.validation_dataset_id, ["body", "training", "validation_dataset_id"],
+                            owner)
         if val["input_shape"] != facts["input_shape"] or set(val["heads"]) != set(facts["heads"]):
             raise FieldError(["body", "training", "validation_dataset_id"],
                              "the validation dataset's input shape and target heads must equal the training dataset's")
@@ -188,6 +190,7 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep) -> J
     stored["num_outputs"] = facts["num_outputs"]
     job = jobs.create(
         session,
+        owner=owner,
         name=body.name,
         dataset_id=body.dataset_id,
         model_spec=body.model,
@@ -205,21 +208,21 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep) -> J
 
 
 @router.get("", response_model=JobList)
-def list_jobs(session: SessionDep, status_filter: str | None = None, limit: int = 100) -> JobList:
-    rows = jobs.list_all(session, status=status_filter, limit=max(1, min(limit, 1000)))
+def list_jobs(session: SessionDep, owner: OwnerDep, status_filter: str | None = None, limit: int = 100) -> JobList:
+    rows = jobs.list_all(session, owner=owner, status=status_filter, limit=max(1, min(limit, 1000)))
     return JobList(items=[JobOut.from_row(j) for j in rows])
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, session: SessionDep) -> JobOut:
-    return JobOut.from_row(get_job_or_404(session, job_id))
+def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
+    return JobOut.from_row(get_job_or_404(session, job_id, owner))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: str, session: SessionDep) -> JobOut:
+def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
     """A queued job is cancelled at once; a running one stops at its next step boundary
     (within seconds), keeping its checkpoints. A finished job answers 409."""
-    job = get_job_or_404(session, job_id)
+    job = get_job_or_404(session, job_id, owner)
     if jobs.request_cancel(session, job_id=job_id) is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} already {job.status}; nothing to cancel")
     session.commit()

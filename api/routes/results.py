@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 
+from api.auth import OwnerDep
 from api.deps import SessionDep
 from api.routes.jobs import get_job_or_404
 from api.schemas.jobs import CheckpointList, CheckpointOut, EpochMetric, JobMetrics, StepMetric
@@ -12,8 +13,8 @@ router = APIRouter(prefix="/jobs/{job_id}", tags=["results"])
 
 
 @router.get("/metrics", response_model=JobMetrics)
-def job_metrics(job_id: str, session: SessionDep) -> JobMetrics:
-    get_job_or_404(session, job_id)
+def job_metrics(job_id: str, session: SessionDep, owner: OwnerDep) -> JobMetrics:
+    get_job_or_404(session, job_id, owner)
     rows = metrics.for_job(session, job_id=job_id)
     steps = [StepMetric(step=r.step, epoch=r.epoch, loss=r.value) for r in rows if r.kind == "step"]
     by_epoch: dict[int, dict] = {}
@@ -25,8 +26,8 @@ def job_metrics(job_id: str, session: SessionDep) -> JobMetrics:
 
 
 @router.get("/checkpoints", response_model=CheckpointList)
-def list_checkpoints(job_id: str, session: SessionDep) -> CheckpointList:
-    get_job_or_404(session, job_id)
+def list_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> CheckpointList:
+    get_job_or_404(session, job_id, owner)
     items = [
         CheckpointOut(
             id=c.id, epoch=c.epoch, step=c.step, size_bytes=c.size_bytes, created_at=c.created_at,
@@ -42,9 +43,9 @@ def list_checkpoints(job_id: str, session: SessionDep) -> CheckpointList:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_checkpoint(job_id: str, checkpoint_id: str, session: SessionDep) -> Response:
+def download_checkpoint(job_id: str, checkpoint_id: str, session: SessionDep, owner: OwnerDep) -> Response:
     """The checkpoint as a .safetensors file; ``latest`` names the newest one."""
-    get_job_or_404(session, job_id)
+    get_job_or_404(session, job_id, owner)
     if checkpoint_id == "latest":
         ckpt = checkpoints.latest_with_data(session, job_id=job_id)
     else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
 from api.routes.jobs import check_model_limits, dataset_facts
@@ -13,12 +14,12 @@ router = APIRouter(prefix="/specs", tags=["specs"])
 
 
 @router.post("/validate", response_model=SpecReport)
-def validate_spec(body: SpecValidateBody, session: SessionDep, settings: SettingsDep) -> SpecReport:
+def validate_spec(body: SpecValidateBody, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> SpecReport:
     """The per-node table (name, type, output shape with None for the batch, parameters,
     FLOPs) and totals, or a 422 naming the node."""
     shape, classes = body.input_shape, body.num_classes
     if body.dataset_id is not None:
-        facts = dataset_facts(session, body.dataset_id, ["body", "dataset_id"])
+        facts = dataset_facts(session, body.dataset_id, ["body", "dataset_id"], owner)
         shape = shape or facts["input_shape"]
         classes = classes or facts["num_outputs"]
     if isinstance(shape, list) and (len(shape) > 8 or any(d < 1 or d > 2**31 for d in shape)):

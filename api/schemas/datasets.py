@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from typing import Any, Literal
 
 import numpy as np
@@ -16,7 +17,7 @@ Task = Literal["classification", "regression"]
 DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
 MAX_INLINE_ELEMENTS = 50_000_000
 MAX_DIMS = 8
-_HEAD = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+_HEAD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def to_float_array(value: Any) -> np.ndarray:
@@ -135,7 +136,7 @@ class DatasetCreate(BaseModel):
                 raise ValueError("must name 1 to 16 target heads")
             out = {}
             for head, v in value.items():
-                if not isinstance(head, str) or not __import__("re").match(_HEAD, head):
+                if not isinstance(head, str) or not _HEAD.match(head):
                     raise ValueError(f"head name {str(head)[:40]!r} must be an identifier")
                 head_task = task.get(head) if isinstance(task, dict) else task
                 if head_task is None:

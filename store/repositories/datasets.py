@@ -80,8 +80,10 @@ def targets_info(ds: Dataset) -> dict[str, dict[str, Any]]:
     return {DEFAULT_HEAD: {"task": ds.task, "shape": [], "dtype": "int64", "num_classes": ds.num_classes}}
 
 
-def get(session: Session, *, dataset_id: str) -> Dataset | None:
-    return session.get(Dataset, dataset_id)
+def get(session: Session, *, dataset_id: str, owner: str | None = None) -> Dataset | None:
+    """The dataset, or None if it does not exist or (given ``owner``) belongs to another owner."""
+    ds = session.get(Dataset, dataset_id)
+    return ds if ds is not None and owner in (None, ds.owner) else None
 
 
 def load_blob(session: Session, *, dataset_id: str) -> bytes:
@@ -99,5 +101,6 @@ def load_all(session: Session, *, dataset_id: str) -> tuple[np.ndarray, dict[str
     return decode_all(load_blob(session, dataset_id=dataset_id))
 
 
-def list_all(session: Session, *, limit: int = 100) -> list[Dataset]:
-    return list(session.scalars(select(Dataset).order_by(Dataset.created_at.desc()).limit(limit)))
+def list_all(session: Session, *, owner: str, limit: int = 100) -> list[Dataset]:
+    query = select(Dataset).where(Dataset.owner == owner).order_by(Dataset.created_at.desc()).limit(limit)
+    return list(session.scalars(query))

@@ -26,12 +26,14 @@ def create(
     return job
 
 
-def get(session: Session, *, job_id: str) -> Job | None:
-    return session.get(Job, job_id)
+def get(session: Session, *, job_id: str, owner: str | None = None) -> Job | None:
+    """The job, or None if it does not exist or (given ``owner``) belongs to another owner."""
+    job = session.get(Job, job_id)
+    return job if job is not None and owner in (None, job.owner) else None
 
 
-def list_all(session: Session, *, limit: int = 100, status: str | None = None) -> list[Job]:
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+def list_all(session: Session, *, owner: str, limit: int = 100, status: str | None = None) -> list[Job]:
+    query = select(Job).where(Job.owner == owner).order_by(Job.created_at.desc()).limit(limit)
     if status:
         query = query.where(Job.status == status)
     return list(session.scalars(query))
