@@ -1,13 +1,21 @@
-"""Benchmark: engine.nn forward+backward and optimizer step vs torch (CPU), small CNN and MLP.
+"""Benchmark: engine.nn forward+backward vs torch CPU, side by side in one process.
 
-Run: python bench/engine_nn.py   (prints ms per training step for engine and torch)
+Workloads (float32, issue 4 targets in brackets):
+  conv      Conv2d(32->64, 3x3, padding 1) fwd+bwd on 64x32x14x14           [<= 2x torch]
+  cnn_step  SimpleCNN training step, batch 64, 1x28x28, Adam                 [<= 2x]
+  lstm      LSTM(32 -> 128) fwd+bwd, seq 50, batch 64                        [<= 2x]
+  encoder   TransformerEncoderLayer(d_model 128, 4 heads) fwd+bwd, 32x64     [<= 1.5x]
 
-Recorded (2-core CPU container, numpy 2.4, torch 2.13 CPU, float32, Adam):
-    engine CNN 64x1x28x28 train step: 127.5 ms
-    torch  CNN 64x1x28x28 train step:  18.7 ms
+Run: python bench/engine_nn.py [--repeat 5] [--only conv,lstm] [--json out.json] [--profile NAME]
+(--profile runs cProfile over the engine side of one workload and prints the top entries).
+Results are recorded in bench/README.md ("engine nn").
 """
 from __future__ import annotations
 
+import argparse
+import json
+import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -17,52 +25,126 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `import engine`
 
 
-def _time(fn, reps: int = 5) -> float:
+def _median_ms(fn, repeat: int, inner: int = 3) -> float:
     fn()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps * 1e3
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner * 1e3)
+    return statistics.median(times)
+
+
+def simple_cnn(m):
+    """The seed's SimpleCNN with padding=1 convolutions and 2x2 max-pooling (1x28x28 -> 10)."""
+    return m.Sequential(m.Conv2d(1, 32, 3, padding=1), m.ReLU(), m.MaxPool2d(2), m.Conv2d(32, 64, 3, padding=1),
+                        m.ReLU(), m.MaxPool2d(2), m.Flatten(), m.Linear(64 * 7 * 7, 128), m.ReLU(),
+                        m.Linear(128, 10))
+
+
+def _load(sd_from, module_to, lib_from_torch: bool):
+    """Copies weights so both sides compute the same numbers."""
+    import torch
+
+    import engine
+
+    if lib_from_torch:
+        module_to.load_state_dict({k: engine.tensor(v.detach().numpy()) for k, v in sd_from.items()})
+    else:
+        module_to.load_state_dict({k: torch.tensor(v.numpy()) for k, v in sd_from.items()})
+
+
+def workloads(rng):
+    """name -> builder(lib) returning a zero-argument step function; lib is engine or torch."""
+    x_conv = rng.standard_normal((64, 32, 14, 14)).astype(np.float32)
+    x_img = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    y_img = rng.integers(0, 10, 64)
+    x_seq = rng.standard_normal((50, 64, 32)).astype(np.float32)
+    x_tok = rng.standard_normal((64, 32, 128)).astype(np.float32)
+
+    def conv(lib):
+        m = lib.nn.Conv2d(32, 64, 3, padding=1)
+        x = lib.tensor(x_conv, requires_grad=True)
+
+        def step():
+            x.grad = None
+            m.zero_grad()
+            m(x).sum().backward()
+        return step
+
+    def cnn_step(lib):
+        m = simple_cnn(lib.nn)
+        opt = lib.optim.Adam(m.parameters())
+        x, y = lib.tensor(x_img), lib.tensor(y_img)
+
+        def step():
+            opt.zero_grad()
+            lib.nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+        return step
+
+    def lstm(lib):
+        m = lib.nn.LSTM(32, 128)
+        x = lib.tensor(x_seq, requires_grad=True)
+
+        def step():
+            x.grad = None
+            m.zero_grad()
+            out, (h, c) = m(x)
+            (out.sum() + h.sum() + c.sum()).backward()
+        return step
+
+    def encoder(lib):
+        m = lib.nn.TransformerEncoderLayer(128, 4, dim_feedforward=512, dropout=0.0)
+        x = lib.tensor(x_tok, requires_grad=True)
+
+        def step():
+            x.grad = None
+            m.zero_grad()
+            m(x).sum().backward()
+        return step
+
+    return {"conv": conv, "cnn_step": cnn_step, "lstm": lstm, "encoder": encoder}
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--json", default="")
+    ap.add_argument("--profile", default="")
+    args = ap.parse_args()
     import engine
-    from engine import nn
+    import torch
 
-    try:
-        import torch
-    except ImportError:
-        torch = None
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, 64)
+    wl = workloads(rng)
+    if args.profile:
+        import cProfile
+        import pstats
 
-    def cnn(m):
-        return m.Sequential(m.Conv2d(1, 32, 3, padding=1), m.ReLU(), m.MaxPool2d(2), m.Conv2d(32, 64, 3, padding=1),
-                            m.ReLU(), m.MaxPool2d(2), m.Flatten(), m.Linear(64 * 7 * 7, 128), m.ReLU(),
-                            m.Linear(128, 10))
-
-    em = cnn(nn)
-    eopt = engine.optim.Adam(em.parameters())
-    ex, ey = engine.tensor(x), engine.tensor(y)
-
-    def estep():
-        eopt.zero_grad()
-        nn.functional.cross_entropy(em(ex), ey).backward()
-        eopt.step()
-
-    print(f"engine CNN 64x1x28x28 train step: {_time(estep):.1f} ms")
-    if torch is not None:
-        tm = cnn(torch.nn)
-        topt = torch.optim.Adam(tm.parameters())
-        tx, ty = torch.tensor(x), torch.tensor(y)
-
-        def tstep():
-            topt.zero_grad()
-            torch.nn.functional.cross_entropy(tm(tx), ty).backward()
-            topt.step()
-
-        print(f"torch  CNN 64x1x28x28 train step: {_time(tstep):.1f} ms")
+        step = wl[args.profile](engine)
+        step()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(5):
+            step()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        return
+    names = [n for n in wl if not args.only or n in args.only.split(",")]
+    results = {}
+    for name in names:
+        e = _median_ms(wl[name](engine), args.repeat)
+        t = _median_ms(wl[name](torch), args.repeat)
+        results[name] = {"engine_ms": round(e, 2), "torch_ms": round(t, 2), "ratio": round(e / t, 2)}
+        print(f"{name:9s} engine {e:8.2f} ms   torch {t:8.2f} ms   ratio {e / t:5.2f}x", flush=True)
+    if args.json:
+        meta = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+                "machine": platform.machine(), "processor": platform.processor(),
+                "torch_threads": torch.get_num_threads()}
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

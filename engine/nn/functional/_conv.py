@@ -70,45 +70,82 @@ def _resolve_padding(padding: Any, k: tuple, stride: tuple, dilation: tuple) -> 
     return ((p[0], p[0]), (p[1], p[1]))
 
 
-def _conv2d_arrays(x: Any, w: Any, stride: tuple, pads: tuple, dilation: tuple, groups: int) -> tuple:
-    xp = get_array_module(x)
+def _im2col(xp: Any, x: Any, k: tuple, stride: tuple, pads: tuple, dilation: tuple, groups: int) -> tuple:
+    """Channel-major columns (G, Cg*kh*kw, N*Ho*Wo) of (N, C, H, W): one strided copy, no transposes later."""
     n, c, h, wd = x.shape
+    ho = _out_size(h, k[0], stride[0], sum(pads[0]), dilation[0])
+    wo = _out_size(wd, k[1], stride[1], sum(pads[1]), dilation[1])
+    if ho <= 0 or wo <= 0:
+        raise RuntimeError(f"Calculated output size ({ho}x{wo}) is too small for input {list(x.shape)}")
+    if any(sum(p) for p in pads):
+        (pt, pb), (pl, pr) = pads
+        xpad = xp.zeros((n, c, h + pt + pb, wd + pl + pr), dtype=x.dtype)
+        xpad[:, :, pt:pt + h, pl:pl + wd] = x
+    else:
+        xpad = x
+    win = _windows(xp, xpad, k, stride, dilation, (ho, wo))  # (N, C, kh, kw, Ho, Wo)
+    cols = xp.ascontiguousarray(win.transpose(1, 2, 3, 0, 4, 5))  # (C, kh, kw, N, Ho, Wo)
+    return cols.reshape(groups, -1, n * ho * wo), xpad.shape, (ho, wo)
+
+
+def _col2im_cm(xp: Any, gcols: Any, padded_shape: tuple, k: tuple, stride: tuple, dilation: tuple) -> Any:
+    """im2col's adjoint for channel-major columns (C, kh, kw, N, Ho, Wo): kh*kw slice-adds into a
+    (C, N, Hp, Wp) buffer, returned as its (N, C, Hp, Wp) view."""
+    n, c, hp, wp = padded_shape
+    out = xp.zeros((c, n, hp, wp), dtype=gcols.dtype)
+    ho, wo = gcols.shape[4:]
+    for i in range(k[0]):
+        hs = i * dilation[0]
+        for j in range(k[1]):
+            ws = j * dilation[1]
+            out[:, :, hs:hs + stride[0] * (ho - 1) + 1:stride[0], ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += gcols[:, i, j]
+    return out.transpose(1, 0, 2, 3)
+
+
+def _conv2d_arrays(x: Any, w: Any, stride: tuple, pads: tuple, dilation: tuple, groups: int,
+                   bias: Any = None) -> tuple:
+    """Forward on arrays: (output (N, O, Ho, Wo), columns kept for backward, padded input shape)."""
+    xp = get_array_module(x)
+    n, c = x.shape[:2]
     o, cg, kh, kw = w.shape
     if c != cg * groups:
         raise RuntimeError(f"Given groups={groups}, weight of size {list(w.shape)}, expected input{list(x.shape)} "
                            f"to have {cg * groups} channels, but got {c} channels instead")
     if o % groups:
         raise RuntimeError("out_channels must be divisible by groups")
-    ho = _out_size(h, kh, stride[0], sum(pads[0]), dilation[0])
-    wo = _out_size(wd, kw, stride[1], sum(pads[1]), dilation[1])
-    if ho <= 0 or wo <= 0:
-        raise RuntimeError(f"Calculated output size ({ho}x{wo}) is too small for input {list(x.shape)}")
-    xpad = xp.pad(x, ((0, 0), (0, 0)) + tuple(pads)) if any(sum(p) for p in pads) else x
-    win = _windows(xp, xpad, (kh, kw), stride, dilation, (ho, wo))  # (N, C, kh, kw, Ho, Wo)
-    g, og = groups, o // groups
-    kk = cg * kh * kw
-    cols = win.reshape(n, g, cg, kh, kw, ho, wo).transpose(1, 0, 5, 6, 2, 3, 4).reshape(g, n * ho * wo, kk)
-    wm = w.reshape(g, og, kk).transpose(0, 2, 1)  # (G, K, Og)
-    out = xp.matmul(cols, wm)  # (G, N*Ho*Wo, Og)
-    out = out.reshape(g, n, ho, wo, og).transpose(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
-    return xp.ascontiguousarray(out), cols, xpad.shape
+    cols, padded_shape, (ho, wo) = _im2col(xp, x, (kh, kw), stride, pads, dilation, groups)
+    out = xp.matmul(w.reshape(groups, o // groups, cg * kh * kw), cols)  # (G, Og, N*Ho*Wo) = (O, N, Ho, Wo)
+    out = out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+    res = xp.empty((n, o, ho, wo), dtype=out.dtype)
+    if bias is None:
+        res[...] = out
+    else:
+        xp.add(out, bias.reshape(1, o, 1, 1), out=res)
+    return res, cols, padded_shape
 
 
 def _conv2d_backward(g_out: Any, cols: Any, w: Any, x_shape: tuple, padded_shape: tuple, stride: tuple,
                      pads: tuple, dilation: tuple, groups: int, need_x: bool, need_w: bool) -> tuple:
+    """Input and weight gradients: two GEMMs against the channel-major columns, then col2im."""
     xp = get_array_module(g_out)
     n, o, ho, wo = g_out.shape
     _, cg, kh, kw = w.shape
     g, og = groups, o // groups
-    gm = g_out.reshape(n, g, og, ho, wo).transpose(1, 0, 3, 4, 2).reshape(g, n * ho * wo, og)
+    gm = xp.ascontiguousarray(g_out.transpose(1, 0, 2, 3)).reshape(g, og, n * ho * wo)
     gw = gx = None
     if need_w:
-        gw = xp.matmul(cols.transpose(0, 2, 1), gm)  # (G, K, Og)
-        gw = gw.transpose(0, 2, 1).reshape(o, cg, kh, kw)
+        kk = cg * kh * kw
+        if kk <= 64 and n > 1:
+            # a tiny output with a huge inner dimension runs BLAS on one thread: one GEMM per batch item, summed
+            a = gm.reshape(g, og, n, ho * wo).transpose(0, 2, 1, 3)  # (G, N, Og, HW)
+            b = cols.reshape(g, kk, n, ho * wo).transpose(0, 2, 3, 1)  # (G, N, HW, K)
+            gw = xp.matmul(a, b).sum(axis=1).reshape(o, cg, kh, kw)
+        else:
+            gw = xp.matmul(gm, cols.transpose(0, 2, 1)).reshape(o, cg, kh, kw)  # (G, Og, K)
     if need_x:
-        gcols = xp.matmul(gm, w.reshape(g, og, cg * kh * kw))  # (G, NHW, K)
-        gcols = gcols.reshape(g, n, ho, wo, cg, kh, kw).transpose(1, 0, 4, 5, 6, 2, 3).reshape(n, g * cg, kh, kw, ho, wo)
-        gpad = _col2im(xp, gcols, padded_shape, (kh, kw), stride, dilation)
+        gcols = xp.matmul(w.reshape(g, og, cg * kh * kw).transpose(0, 2, 1), gm)  # (G, K, N*Ho*Wo)
+        gcols = gcols.reshape(g * cg, kh, kw, n, ho, wo)
+        gpad = _col2im_cm(xp, gcols, padded_shape, (kh, kw), stride, dilation)
         (pt, pb), (pl, pr) = pads
         gx = gpad[:, :, pt:pt + x_shape[2], pl:pl + x_shape[3]]
     return gx, gw
@@ -116,7 +153,9 @@ def _conv2d_backward(g_out: Any, cols: Any, w: Any, x_shape: tuple, padded_shape
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1) -> Tensor:
-    """2-D convolution (cross-correlation) of (N, C, H, W) or unbatched (C, H, W) input."""
+    """2-D convolution (cross-correlation) of (N, C, H, W) or unbatched (C, H, W) input.
+
+    Forward, bias add and backward are one fused op on arrays (no double backward)."""
     if input.dim() == 3:
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     if input.dim() != 4:
@@ -127,19 +166,20 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     x, w = input._data, weight._data
     if x.dtype != w.dtype:
         raise RuntimeError(f"Input type ({x.dtype}) and weight type ({w.dtype}) should be the same")
-    out_arr, cols, padded_shape = _conv2d_arrays(x, w, stride, pads, dilation, groups)
+    b = None if bias is None else bias._data
+    out_arr, cols, padded_shape = _conv2d_arrays(x, w, stride, pads, dilation, groups, b)
     out = wrap(out_arr)
-    if needs_grad(input, weight):
+    if needs_grad(input, weight, bias):
         x_shape = x.shape
 
         def backward(g: Tensor, _: Any) -> tuple:
-            gx, gw = _conv2d_backward(g._data, cols, w, x_shape, padded_shape, stride, pads, dilation, groups,
+            ga = g._data
+            gx, gw = _conv2d_backward(ga, cols, w, x_shape, padded_shape, stride, pads, dilation, groups,
                                       input.requires_grad, weight.requires_grad)
-            return (None if gx is None else wrap(gx), None if gw is None else wrap(gw))
+            gb = ga.sum(axis=(0, 2, 3)) if bias is not None and bias.requires_grad else None
+            return tuple(None if a is None else wrap(a) for a in (gx, gw, gb))
 
-        attach(out, (input, weight), backward, "ConvolutionBackward0")
-    if bias is not None:
-        out = out + bias.reshape(1, -1, 1, 1)
+        attach(out, (input, weight, bias), backward, "ConvolutionBackward0")
     return out
 
 
@@ -176,10 +216,10 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     ho = (h - 1) * stride[0] - 2 * pad[0] + dilation[0] * (kh - 1) + opad[0] + 1
     wo = (wd - 1) * stride[1] - 2 * pad[1] + dilation[1] * (kw - 1) + opad[1] + 1
     pads = ((pad[0], pad[0]), (pad[1], pad[1]))
-    gm = x.reshape(n, g, cig, h, wd).transpose(1, 0, 3, 4, 2).reshape(g, n * h * wd, cig)
-    gcols = xp.matmul(gm, w.reshape(g, cig, og * kh * kw))  # (G, N*H*W, Og*kh*kw)
-    gcols = gcols.reshape(g, n, h, wd, og, kh, kw).transpose(1, 0, 4, 5, 6, 2, 3).reshape(n, cout, kh, kw, h, wd)
-    full = _col2im(xp, gcols, (n, cout, ho + 2 * pad[0], wo + 2 * pad[1]), (kh, kw), stride, dilation)
+    xm = xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(g, cig, n * h * wd)  # (G, Cig, N*H*W)
+    gcols = xp.matmul(w.reshape(g, cig, og * kh * kw).transpose(0, 2, 1), xm)  # (G, Og*kh*kw, N*H*W)
+    gcols = gcols.reshape(cout, kh, kw, n, h, wd)
+    full = _col2im_cm(xp, gcols, (n, cout, ho + 2 * pad[0], wo + 2 * pad[1]), (kh, kw), stride, dilation)
     out = wrap(xp.ascontiguousarray(full[:, :, pad[0]:pad[0] + ho, pad[1]:pad[1] + wo]))
     if needs_grad(input, weight):
         def backward(gout: Tensor, _: Any) -> tuple:
@@ -188,7 +228,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
             gx, cols, _ = _conv2d_arrays(gout._data, w, stride, pads, dilation, g)
             gw = None
             if weight.requires_grad:
-                gw = xp.matmul(gm.transpose(0, 2, 1), cols).reshape(cin, og, kh, kw)
+                gw = xp.matmul(xm, cols.transpose(0, 2, 1)).reshape(cin, og, kh, kw)
             return (wrap(gx) if input.requires_grad else None, None if gw is None else wrap(gw))
 
         attach(out, (input, weight), backward, "ConvolutionBackward0")

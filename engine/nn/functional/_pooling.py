@@ -74,6 +74,41 @@ def _max_by_index(input: Tensor, hidx: np.ndarray, widx: np.ndarray, pads: tuple
     return out, wrap(flat)
 
 
+def _max_blocks(input: Tensor, k: tuple) -> Tensor | None:
+    """Max over non-overlapping kh x kw blocks (stride = kernel, no padding) as kh*kw elementwise
+    maxima of strided views; the backward routes each gradient to the first maximum of its block
+    (torch's tie rule). Returns None when a NaN appears (the general path handles NaN)."""
+    x = input._data
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    ho, wo = h // k[0], w // k[1]
+    v = x[:, :, :ho * k[0], :wo * k[1]].reshape(n, c, ho, k[0], wo, k[1])
+    offsets = [(i, j) for i in range(k[0]) for j in range(k[1])]
+    out_arr = v[:, :, :, 0, :, 0].copy()
+    for i, j in offsets[1:]:
+        xp.maximum(out_arr, v[:, :, :, i, :, j], out=out_arr)
+    if x.dtype.kind == "f" and bool(xp.isnan(out_arr).any()):
+        return None
+    out = wrap(out_arr)
+    if needs_grad(input):
+        def backward(g: Tensor, _: Any) -> tuple:
+            gd = g._data
+            gx = xp.zeros((n, c, ho, k[0], wo, k[1]), dtype=gd.dtype)
+            free = xp.ones(out_arr.shape, dtype=bool)
+            for i, j in offsets:
+                hit = v[:, :, :, i, :, j] == out_arr
+                hit &= free
+                xp.copyto(gx[:, :, :, i, :, j], gd, where=hit)
+                free &= ~hit
+            full = gx.reshape(n, c, ho * k[0], wo * k[1])
+            if full.shape != x.shape:
+                full = xp.pad(full, ((0, 0), (0, 0), (0, h - ho * k[0]), (0, w - wo * k[1])))
+            return (wrap(full),)
+
+        attach(out, (input,), backward, "MaxPool2DWithIndicesBackward0")
+    return out
+
+
 def _batched(input: Tensor, want: int, name: str) -> tuple:
     if input.dim() == want:
         return input, False
@@ -92,6 +127,11 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     if any(pp > kk // 2 for pp, kk in zip(p, k)):
         raise RuntimeError("pad should be at most half of effective kernel size")
     h, w = x.shape[2:]
+    if s == k and p == (0, 0) and d == (1, 1) and not return_indices and (not ceil_mode or (h % k[0] == 0
+                                                                                             and w % k[1] == 0)):
+        out = _max_blocks(x, k)
+        if out is not None:
+            return out.squeeze(0) if unbatched else out
     ho = _pool_out(h, k[0], s[0], p[0], d[0], ceil_mode)
     wo = _pool_out(w, k[1], s[1], p[1], d[1], ceil_mode)
     hidx = _window_index(ho, k[0], s[0], d[0])

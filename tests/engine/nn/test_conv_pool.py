@@ -13,6 +13,8 @@ CONV2D = [
     dict(in_channels=4, out_channels=8, kernel_size=2, stride=(1, 2), padding="valid", groups=4, bias=False),
     dict(in_channels=3, out_channels=2, kernel_size=4, padding="same"),  # asymmetric 'same'
     dict(in_channels=2, out_channels=3, kernel_size=3, stride=3, padding=(2, 0), dilation=(1, 2)),
+    dict(in_channels=8, out_channels=5, kernel_size=3, padding=1),  # K = 72: the single-GEMM weight gradient
+    dict(in_channels=12, out_channels=4, kernel_size=3, stride=2, groups=2),  # K = 54 per group, batched path
 ]
 
 
@@ -112,6 +114,27 @@ def test_max_pool_indices_ties_and_unbatched(torch, rng):
     np.testing.assert_array_equal(ei._data, ti.numpy())
     np.testing.assert_array_equal(F.max_pool2d(engine.tensor(x[0]), 2)._data,
                                   torch.nn.functional.max_pool2d(torch.tensor(x[0]), 2).numpy())
+
+
+@pytest.mark.parametrize("shape,k", [((2, 3, 8, 8), 2), ((2, 3, 9, 11), 2), ((2, 2, 9, 9), 3), ((2, 2, 8, 6), (2, 3))])
+def test_max_pool_blocks_ties_grad(torch, rng, shape, k):
+    """The non-overlapping fast path: ties (ReLU zeros, rounding) send the gradient to the first maximum."""
+    x = np.maximum(rng.standard_normal(shape).round(0), 0.0)
+    ex, tx = engine.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    eo, to = F.max_pool2d(ex, k), torch.nn.functional.max_pool2d(tx, k)
+    np.testing.assert_array_equal(eo._data, to.detach().numpy())
+    g = rng.standard_normal(to.shape)
+    (eo * engine.tensor(g)).sum().backward()
+    (to * torch.tensor(g)).sum().backward()
+    np.testing.assert_array_equal(ex.grad._data, tx.grad.numpy())
+
+
+def test_max_pool_blocks_nan_falls_back(torch):
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = np.nan
+    eo = F.max_pool2d(engine.tensor(x), 2)
+    to = torch.nn.functional.max_pool2d(torch.tensor(x), 2)
+    np.testing.assert_array_equal(eo._data, to.numpy())
 
 
 def test_unfold_fold(torch, rng):
