@@ -23,7 +23,7 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # every process, single and ranks, on one BLAS thread
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -143,7 +143,10 @@ def main() -> None:
     out["single_step_ms_median"] = float(np.median(single)) * 1e3
     with tempfile.TemporaryDirectory() as d:
         spawn(rank_main, (args, d), nprocs=world, timeout=600)
-        ranks = [json.load(open(os.path.join(d, f"rank{r}.json"))) for r in range(world)]
+        ranks = []
+        for r in range(world):
+            with open(os.path.join(d, f"rank{r}.json")) as f:
+                ranks.append(json.load(f))
     out["all_reduce"] = ranks[0]["all_reduce"]
     out["ddp_step_ms_median_per_rank"] = [r["ddp_step_ms_median"] for r in ranks]
     out["machine"]["loadavg_after"] = os.getloadavg()

@@ -158,7 +158,7 @@ def killed() -> None:
         f.write(f"{os.getpid()} {child.pid}")
     x = np.ones(1000)
     for i in range(1_000_000):
-        if RANK == 1 and i == 20:
+        if RANK == 1 and i == 20 and "--no-kill" not in sys.argv:
             os.kill(os.getpid(), signal.SIGKILL)
         dist.all_reduce(x)
         if RANK != 1 and i >= 20:

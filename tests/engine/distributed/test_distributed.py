@@ -90,3 +90,25 @@ def test_killed_rank_stops_the_launcher(tmp_path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in pids if _alive(p)], out
+
+
+def test_sigterm_to_launcher_stops_every_rank(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "engine.distributed.run", "--nproc-per-node", "2",
+           os.path.join(HERE, "_ranks.py"), "killed", str(tmp_path), "--no-kill"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not all((tmp_path / f"pids{r}").exists() for r in range(2)) and time.monotonic() < deadline:
+            assert p.poll() is None, p.stderr.read()
+            time.sleep(0.05)
+        pids = [int(x) for r in range(2) for x in (tmp_path / f"pids{r}").read_text().split()]
+        p.terminate()
+        assert p.wait(timeout=10) != 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    deadline = time.monotonic() + 2
+    while any(_alive(x) for x in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [x for x in pids if _alive(x)]
