@@ -23,6 +23,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "TRAINYARD_REDIS_URL")
     )
     queue: str = "training"
+    device: str = "auto"  # auto (a GPU when cupy sees one) | cpu | cuda
     # API keys -> owner names, e.g. TRAINYARD_API_KEYS='{"k3y...": "alice"}'. Empty: no
     # authentication and every resource belongs to the owner "local" (the embedded default).
     api_keys: dict[str, str] = {}

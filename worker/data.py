@@ -15,11 +15,21 @@ def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarra
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def heads_of(targets: dict[str, np.ndarray], head: str, task: str):
+def heads_of(targets: dict[str, np.ndarray], head: str, task: str, device: str = "cpu"):
     """One dataset head as an engine tensor: int64 class indices or float32 values."""
     import engine
 
     y = targets[head]
     if task == "classification":
-        return engine.tensor(y.astype(np.int64), dtype=engine.int64)
-    return engine.tensor(y.astype(np.float32), dtype=engine.float32)
+        return engine.tensor(y.astype(np.int64), dtype=engine.int64, device=device)
+    return engine.tensor(y.astype(np.float32), dtype=engine.float32, device=device)
+
+
+def pick_device(setting: str) -> str:
+    """'cuda' when asked for, or on 'auto' when cupy sees a GPU; else 'cpu'. A worker process
+    uses one GPU (pin it with CUDA_VISIBLE_DEVICES), so two jobs never share one."""
+    import engine
+
+    if setting == "cuda" or (setting == "auto" and engine.cuda.is_available()):
+        return "cuda"
+    return "cpu"

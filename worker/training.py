@@ -27,7 +27,7 @@ from store.settings import Settings
 from worker import checkpoints as ckpt_files
 from worker import failures
 from worker import metrics as head_metrics
-from worker.data import heads_of, split_indices
+from worker.data import heads_of, pick_device, split_indices
 from worker.reporting import JobLost, Reporter
 from worker.sampling import EpochSampler
 from worker.supervision import Control, Heartbeat
@@ -61,14 +61,14 @@ def evaluate(model: nn.Module, heads: list[Head], x: engine.Tensor, ys: list[eng
             for i, head in enumerate(heads):
                 o = out[head.name] if isinstance(out, dict) else out
                 totals[i] += head.loss(o, ys[i][start:start + batch_size]).item() * o.shape[0]
-                outputs[i].append(o.numpy())
+                outputs[i].append(o.cpu().numpy())
     model.train()
     result: dict[str, Any] = {"val_loss": sum(h.weight * t / n for h, t in zip(heads, totals))}
     for i, head in enumerate(heads):
         prefix = "val_" if len(heads) == 1 else f"val_{head.name}_"
         if len(heads) > 1:
             result[prefix + "loss"] = totals[i] / n
-        values = head_metrics.compute(head.task, np.concatenate(outputs[i]), ys[i].numpy(), head.metrics)
+        values = head_metrics.compute(head.task, np.concatenate(outputs[i]), ys[i].cpu().numpy(), head.metrics)
         result.update({prefix + k: v for k, v in values.items()})
     return result
 
@@ -280,16 +280,18 @@ class TrainingLoop:
         engine.manual_seed(training["seed"])
         # devices > 1: the data-parallel launcher wraps model and loader here (not yet: one device)
         self.devices = training.get("devices", 1)
+        self.device = pick_device(settings.device)
         self.model = spec.build_model(claim.model_spec, claim.input_shape, num_classes=training.get("num_outputs"))
+        self.model.to(self.device)
         self.heads = make_heads(training, claim.model_spec)
         self.optimizer = build_optimizer(self.model.parameters(), training["optimizer"])
         self.scheduler = build_scheduler(self.optimizer, training.get("scheduler"))
-        x = engine.tensor(claim.inputs, dtype=engine.float32)
-        ys = [heads_of(claim.targets, h.target, h.task) for h in self.heads]
+        x = engine.tensor(claim.inputs, dtype=engine.float32, device=self.device)
+        ys = [heads_of(claim.targets, h.target, h.task, self.device) for h in self.heads]
         if claim.val_data is not None:
             vx, vys = claim.val_data
-            self.x_val = engine.tensor(vx, dtype=engine.float32)
-            self.y_val = [heads_of(vys, h.target, h.task) for h in self.heads]
+            self.x_val = engine.tensor(vx, dtype=engine.float32, device=self.device)
+            self.y_val = [heads_of(vys, h.target, h.task, self.device) for h in self.heads]
         else:
             self.x_val, self.y_val = x[val_idx], [y[val_idx] for y in ys]
         self.sampler = EpochSampler(len(train_idx), training["seed"])
