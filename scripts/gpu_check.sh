@@ -25,4 +25,6 @@ ${GPU_TEST_TIMEOUT:+timeout "$GPU_TEST_TIMEOUT"} $PY -m pytest -q -m gpu tests/e
 rc=${PIPESTATUS[0]}
 $PY bench/engine_core.py --device cuda --repeat 3 --json "$LOG_DIR/bench_cuda.json" \
     2>&1 | tee "$LOG_DIR/bench_cuda.log"
+$PY bench/distributed.py --device cuda --repeat 3 --json "$LOG_DIR/bench_distributed_cuda.json" \
+    2>&1 | tee "$LOG_DIR/bench_distributed_cuda.log"
 exit "$rc"
