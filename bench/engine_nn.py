@@ -115,8 +115,9 @@ def main() -> None:
     ap.add_argument("--json", default="")
     ap.add_argument("--profile", default="")
     args = ap.parse_args()
-    import engine
     import torch
+
+    import engine
 
     rng = np.random.default_rng(0)
     wl = workloads(rng)

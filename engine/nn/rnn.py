@@ -2,7 +2,9 @@
 (LSTM: i, f, g, o; GRU: r, z, n) and init U(-1/sqrt(H), 1/sqrt(H)).
 
 The input projection of every time step is one matmul; the recurrence loops over
-time steps (inherently sequential), never over batch items.
+time steps (inherently sequential), never over batch items. LSTM layers run as one
+fused op per direction (functional._rnn.lstm_layer: one GEMM per step for all gates,
+hand-written backward); RNN and GRU go through autograd step by step.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import engine
 from engine.nn import functional as F
 from engine.nn import init
+from engine.nn.functional._rnn import lstm_layer
 from engine.nn.linear import _empty
 from engine.nn.module import Module
 from engine.nn.parameter import Parameter
@@ -104,11 +107,17 @@ class RNNBase(Module):
             outs = []
             for d in range(dirs):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
+                h = h0[layer * dirs + d]
+                if lstm:
+                    ys = lstm_layer(x, h, c0[layer * dirs + d], w_ih, w_hh, b_ih, b_hh, reverse=bool(d))
+                    outs.append(ys[:seq])
+                    h_n.append(ys[0] if d else ys[seq - 1])
+                    c_n.append(ys[seq])
+                    continue
                 xw = x.matmul(w_ih.t())
                 if b_ih is not None:
                     xw = xw + b_ih
-                h = h0[layer * dirs + d]
-                c = c0[layer * dirs + d] if lstm else None
+                c = None
                 steps = [None] * seq
                 order = range(seq - 1, -1, -1) if d else range(seq)
                 for t in order:

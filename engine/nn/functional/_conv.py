@@ -146,7 +146,7 @@ def _conv2d_backward(g_out: Any, cols: Any, w: Any, x_shape: tuple, padded_shape
         gcols = xp.matmul(w.reshape(g, og, cg * kh * kw).transpose(0, 2, 1), gm)  # (G, K, N*Ho*Wo)
         gcols = gcols.reshape(g * cg, kh, kw, n, ho, wo)
         gpad = _col2im_cm(xp, gcols, padded_shape, (kh, kw), stride, dilation)
-        (pt, pb), (pl, pr) = pads
+        (pt, _), (pl, _) = pads
         gx = gpad[:, :, pt:pt + x_shape[2], pl:pl + x_shape[3]]
     return gx, gw
 

@@ -39,6 +39,7 @@ RNNS = [
     ("RNN", dict(nonlinearity="relu", bidirectional=True, bias=False)),
     ("LSTM", dict()),
     ("LSTM", dict(num_layers=2, bidirectional=True, batch_first=True)),
+    ("LSTM", dict(bidirectional=True, bias=False)),
     ("GRU", dict()),
     ("GRU", dict(num_layers=2, bidirectional=True)),
 ]
