@@ -18,3 +18,4 @@ from engine.utils.data.sampler import (  # noqa: F401
     SubsetRandomSampler,
     WeightedRandomSampler,
 )
+from engine.utils.data.distributed import DistributedSampler  # noqa: E402
