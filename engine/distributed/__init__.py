@@ -165,10 +165,7 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
         raise ValueError(f"unknown backend {backend!r} (gloo, cpu or nccl)")
     _S.pg, _S.store, _S.rank, _S.world_size, _S.backend = pg, store, rank, world_size, backend
     _S.comm = CommThread(f"engine-dist-rank{rank}") if backend == "gloo" else None
-    pstore.add("ready", 1)
-    if rank == 0 and world_size > 1:  # the store server lives in rank 0: wait until all got through
-        store.wait([f"pg{gen}/ready"])
-    barrier()
+    barrier()  # every rank is through the rendezvous
 
 
 def _has_gpu() -> bool:

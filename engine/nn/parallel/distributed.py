@@ -106,6 +106,7 @@ class _Reducer:
                 "`find_unused_parameters=True` to `torch.nn.parallel.DistributedDataParallel`.")
         self.active = True
         self.ready = set()
+        self.seen: dict[int, Tensor] = {}
         self.next_bucket = 0
         self.hooks_left = 0
         for b in self.buckets:
@@ -134,6 +135,7 @@ class _Reducer:
         else:
             s[...] = g._data
         self.hooks_left += 1
+        self.seen[i] = g
         self._ready(i)
 
     def _ready(self, i: int) -> None:
@@ -156,6 +158,10 @@ class _Reducer:
                 "bucket could not be reduced; pass find_unused_parameters=True (missing: "
                 f"{sorted(j for j in b.indices if j not in self.ready)})")
         b.work.wait()
+        if g is not self.seen.pop(i, None):
+            raise RuntimeError(
+                f"DistributedDataParallel: parameter {i} also received a gradient outside the DDP forward "
+                "(used directly in the loss, or changed by an earlier hook); that part would not be averaged")
         p = self.params[i]
         p.grad = None  # autograd then takes the returned gradient as .grad (a copy)
         self.hooks_left -= 1

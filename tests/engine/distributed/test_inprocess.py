@@ -135,3 +135,11 @@ def test_ddp_unused_parameter_without_flag_raises(world_of_one):
     ddp = parallel.DistributedDataParallel(Two(), bucket_cap_mb=25)
     with pytest.raises(RuntimeError, match="find_unused_parameters"):
         ddp(engine.randn(3, 2)).sum().backward()
+
+
+def test_ddp_gradient_outside_forward_raises(world_of_one):
+    model = nn.Linear(2, 2)
+    ddp = parallel.DistributedDataParallel(model)
+    loss = ddp(engine.randn(3, 2)).sum() + (model.weight ** 2).sum()  # weight used directly too
+    with pytest.raises(RuntimeError, match="outside the DDP forward"):
+        loss.backward()
