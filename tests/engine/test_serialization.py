@@ -144,3 +144,53 @@ def test_deep_nesting_raises():
         load(io.BytesIO(_with_structure(raw=raw)))
     with pytest.raises(SerializationError):
         load(io.BytesIO(_with_structure(raw="not json")))
+
+
+DTYPES = ["float16", "float32", "float64", "int32", "int64", "bool"]
+
+
+def test_dtypes_and_shapes_round_trip_and_cross_load(torch, tmp_path):
+    """Every engine dtype (0-d to 3-d) survives save/load, and torch reads the same dtypes."""
+    from safetensors.torch import load_file, save_file
+
+    rng = np.random.default_rng(0)
+    sd = {}
+    for i, name in enumerate(DTYPES):
+        shape = [(), (3,), (2, 3), (2, 1, 4)][i % 4]
+        a = rng.standard_normal(shape) * 10
+        sd[f"t.{name}"] = engine.tensor(a.astype(name) if name != "bool" else a > 0)
+    save(sd, tmp_path / "d.safetensors")
+    out = load(tmp_path / "d.safetensors")
+    theirs = load_file(tmp_path / "d.safetensors")
+    for k, v in sd.items():
+        assert out[k].dtype is v.dtype and out[k].shape == v.shape
+        np.testing.assert_array_equal(out[k]._data, v._data)
+        assert str(theirs[k].dtype) == f"torch.{k.split('.')[1]}"
+        np.testing.assert_array_equal(theirs[k].numpy(), v._data)
+    save_file({k: torch.tensor(np.asarray(v._data)) for k, v in sd.items()}, tmp_path / "t.safetensors")
+    back = load(tmp_path / "t.safetensors")
+    for k, v in sd.items():
+        assert back[k].dtype is v.dtype
+        np.testing.assert_array_equal(back[k]._data, v._data)
+
+
+def test_map_location_forms(device):
+    obj = {"w": engine.ones(2, 3), "opt": {"state": {0: {"step": engine.tensor(3.0)}}}, "n": [engine.zeros(1)]}
+    buf = io.BytesIO()
+    save(obj, buf)
+    data = buf.getvalue()
+    moved = []
+
+    def to_device(t, loc):
+        moved.append(loc)
+        return t.to(device)
+
+    for loc in (device, engine.device(device), {"cpu": device}, to_device):
+        out = load(io.BytesIO(data), map_location=loc)
+        for t in (out["w"], out["opt"]["state"][0]["step"], out["n"][0]):
+            assert t.device.type == device
+        np.testing.assert_array_equal(engine.backend.to_numpy(out["w"]._data), np.ones((2, 3)))
+    assert moved == ["cpu"] * 3
+    flat = io.BytesIO()
+    save({"a": engine.ones(2)}, flat)
+    assert load(io.BytesIO(flat.getvalue()), map_location=device)["a"].device.type == device
