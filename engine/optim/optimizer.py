@@ -215,18 +215,22 @@ def _bump(p: Tensor) -> None:
 
 # ---------------------------------------------------------------- blocked elementwise updates
 _BLOCK = 1 << 17  # elements per block: 512 KiB of float32 per operand
-_pool = None
+_pool: Any = None
+_pool_pid = 0
 
 
 def _thread_pool() -> Any:
-    """A small shared pool (numpy releases the GIL inside ufunc loops); None on one core."""
-    global _pool
-    if _pool is None:
-        import os
+    """A small shared pool (numpy releases the GIL inside ufunc loops); None on one core.
+    Re-created after a fork, whose child inherits the pool object but not its threads."""
+    global _pool, _pool_pid
+    import os
+
+    if _pool is None or _pool_pid != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
 
         n = min(os.cpu_count() or 1, 8)
         _pool = ThreadPoolExecutor(n, thread_name_prefix="engine-optim") if n > 1 else False
+        _pool_pid = os.getpid()
     return _pool or None
 
 

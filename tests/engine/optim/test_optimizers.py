@@ -180,3 +180,26 @@ def test_adam_blocked_threaded_update_is_bitwise_the_whole_array_update(torch, m
         tp.grad = torch.tensor(g)
         topt.step()
     np.testing.assert_allclose(blocked, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_adam_in_a_forked_child_after_the_parent_used_the_pool():
+    """A forked process inherits the pool object without its threads; it must not hang."""
+    import multiprocessing
+
+    p = nn.Parameter(engine.zeros(600_000))
+    opt = optim.Adam([p], lr=0.1)
+    p.grad = engine.ones(600_000)
+    opt.step()  # the parent's pool is up
+
+    def child(q):
+        p.grad = engine.ones(600_000)
+        opt.step()
+        q.put(float(p._data[0]))
+
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    proc = ctx.Process(target=child, args=(q,))
+    proc.start()
+    proc.join(timeout=30)
+    assert proc.exitcode == 0
+    assert q.get(timeout=5) == pytest.approx(-0.2, rel=1e-4)
