@@ -179,3 +179,21 @@ def test_pin_memory_on_gpu(device):
         for (x,) in DataLoader(ds, batch_size=3, pin_memory=True, num_workers=workers):
             ptr = x._data.ctypes.data
             assert cupy.cuda.runtime.pointerGetAttributes(ptr).type == cupy.cuda.runtime.memoryTypeHost
+
+
+class Dies(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        if i == 2:
+            os._exit(3)
+        return i
+
+
+def test_out_of_order_delivery_and_a_dead_worker():
+    ds = TensorDataset(engine.tensor(np.arange(40)))
+    got = [_np(b[0]).tolist() for b in DataLoader(ds, batch_size=4, num_workers=2, in_order=False)]
+    assert sorted(x for b in got for x in b) == list(range(40)) and all(len(b) == 4 for b in got)
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        list(DataLoader(Dies(), batch_size=1, num_workers=1))
