@@ -91,7 +91,7 @@ class _AccumulateGrad:
         self.variable = variable
 
     def name(self) -> str:
-        return "AccumulateGrad"
+        return "torch::autograd::AccumulateGrad"  # torch's name() for it
 
     def __repr__(self) -> str:
         return f"<AccumulateGrad object at {id(self):#x}>"

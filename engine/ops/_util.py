@@ -57,6 +57,13 @@ def mark_view(r: Tensor, base: Tensor, fn: Any) -> Tensor:
     return r
 
 
+def named(r: Any, name: str) -> Any:
+    """Give a composite op's result torch's grad_fn name (its last node is renamed)."""
+    if isinstance(r, Tensor) and r.grad_fn is not None:
+        r.grad_fn._name = name
+    return r
+
+
 def needs_grad(*ts: Any) -> bool:
     if not STATE.enabled:
         return False
@@ -236,5 +243,5 @@ def norm_dims(dim: Any, ndim: int) -> tuple:
     return out
 
 
-__all__ = ["wrap", "attach", "mark_view", "needs_grad", "as_t", "prep2", "xp_of", "float_array",
+__all__ = ["wrap", "attach", "mark_view", "named", "needs_grad", "as_t", "prep2", "xp_of", "float_array",
            "unbroadcast", "raw_grad_to", "raw_sum_to", "fast_backward", "masked_grad", "norm_dim", "norm_dims", "FROM_NP", "float32", "int64", "STATE"]

@@ -13,7 +13,7 @@ import numpy as np
 from engine import backend
 from engine.autograd.grad_mode import STATE
 from engine.dtypes import get_default_dtype, result_type, to_dtype
-from engine.ops._util import as_t, attach, prep2, raw_grad_to, unbroadcast, wrap, xp_of
+from engine.ops._util import as_t, attach, named, prep2, raw_grad_to, unbroadcast, wrap, xp_of
 from engine.tensor import Tensor
 
 __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide",
@@ -67,7 +67,7 @@ def sub(input: Any, other: Any, *, alpha: Any = 1) -> Tensor:
             if not STATE.enabled:
                 return _pass(g, ta), (None if tb is None else raw_grad_to(-g._data, tb))
             return (None if ta is None else grad_to(g, ta), None if tb is None else grad_to(-g, tb))
-        attach(r, (ta, tb), bw, "SubBackward0")
+        attach(r, (ta, tb), bw, "SubBackward0" if ta is not None else "RsubBackward1")
     return r
 
 
@@ -226,7 +226,8 @@ def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001 - torch's name
                 gb = where((base == 0) & (tb >= 0), 0.0, g * out * log(base))
                 gb = grad_to(gb, tb)
             return ga, gb
-        attach(r, (ta, tb), bw, "PowBackward0", saved=_saved(ta, tb), save_out=True)
+        attach(r, (ta, tb), bw, "PowBackward0" if tb is None else
+               "PowBackward2" if ta is None else "PowBackward1", saved=_saved(ta, tb), save_out=True)
     return r
 
 
@@ -294,10 +295,10 @@ def lerp(input: Tensor, end: Tensor, weight: Any) -> Tensor:
     diff = sub(end, input)
     if not isinstance(weight, Tensor):
         if builtins_abs(weight) < 0.5:
-            return add(input, mul(diff, weight))
-        return sub(end, mul(diff, 1 - weight))
-    return where(weight.abs() < 0.5, add(input, mul(weight, diff)),
-                 sub(end, mul(diff, sub(1, weight))))
+            return named(add(input, mul(diff, weight)), "LerpBackward0")
+        return named(sub(end, mul(diff, 1 - weight)), "LerpBackward0")
+    return named(where(weight.abs() < 0.5, add(input, mul(weight, diff)),
+                 sub(end, mul(diff, sub(1, weight)))), "LerpBackward1")
 
 
 builtins_abs = abs

@@ -57,6 +57,15 @@ def _is_basic(key: Any) -> bool:
     return isinstance(key, _BASIC) and not isinstance(key, bool)
 
 
+def _basic_name(key: Any) -> str:
+    """torch's node for basic indexing: that of the last dim it narrows (an int selects)."""
+    parts = [p for p in (key if isinstance(key, tuple) else (key,))
+             if p is not None and p is not Ellipsis and p != slice(None)]
+    if not parts:
+        return "AliasBackward0" if key is Ellipsis else "SliceBackward0"
+    return "SliceBackward0" if isinstance(parts[-1], slice) else "SelectBackward0"
+
+
 def getitem(self: Tensor, key: Any) -> Tensor:
     d = self._data
     basic = _is_basic(key)
@@ -76,7 +85,7 @@ def getitem(self: Tensor, key: Any) -> Tensor:
     if STATE.enabled and self._rg:
         shape, dt = d.shape, d.dtype
         attach(r, (self,), lambda g, _: (_index_backward(g, shape, dt, k, basic),),
-               "SliceBackward0" if basic else "IndexBackward0")
+               _basic_name(key) if basic else "IndexBackward0")
     return r
 
 

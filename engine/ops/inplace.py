@@ -15,7 +15,7 @@ import numpy as np
 from engine.autograd.grad_mode import STATE
 from engine.ops import elementwise as E
 from engine.ops import unary as U
-from engine.ops._util import as_t, attach, prep2, wrap, xp_of
+from engine.ops._util import as_t, attach, named, prep2, wrap, xp_of
 from engine.tensor import Tensor, _check_inplace
 
 __all__ = ["apply_inplace", "add_", "sub_", "mul_", "div_", "addcmul_", "addcdiv_", "clamp_",
@@ -172,14 +172,14 @@ def div_(self: Tensor, other: Any, *, rounding_mode: str | None = None) -> Tenso
 
 def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: Any = 1) -> Tensor:
     """input + value * tensor1 * tensor2."""
-    return E.add(input, E.mul(E.mul(tensor1, tensor2), value) if value != 1 else
-                 E.mul(tensor1, tensor2))
+    return named(E.add(input, E.mul(E.mul(tensor1, tensor2), value) if value != 1 else
+                       E.mul(tensor1, tensor2)), "AddcmulBackward0")
 
 
 def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: Any = 1) -> Tensor:
     """input + value * tensor1 / tensor2."""
     q = E.div(tensor1, tensor2)
-    return E.add(input, E.mul(q, value) if value != 1 else q)
+    return named(E.add(input, E.mul(q, value) if value != 1 else q), "AddcdivBackward0")
 
 
 def addcmul_(self: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: Any = 1) -> Tensor:

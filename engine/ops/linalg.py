@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from engine.autograd.grad_mode import STATE
-from engine.ops._util import attach, prep2, raw_sum_to, unbroadcast, wrap, xp_of
+from engine.ops._util import attach, named, prep2, raw_sum_to, unbroadcast, wrap, xp_of
 from engine.tensor import Tensor
 
 __all__ = ["matmul", "mm", "bmm", "mv", "dot", "vdot", "outer", "ger", "einsum", "inner",
@@ -123,13 +123,13 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
                            "batch2 must be a 3D tensor")
     if input._data.shape[0] != mat2._data.shape[0]:
         raise RuntimeError("batch1 and batch2 must have same number of batches")
-    return matmul(input, mat2)
+    return named(matmul(input, mat2), "BmmBackward0")
 
 
 def mv(input: Tensor, vec: Tensor) -> Tensor:
     if input._data.ndim != 2 or vec._data.ndim != 1:
         raise RuntimeError("vector + matrix @ vector expected")
-    return matmul(input, vec)
+    return named(matmul(input, vec), "MvBackward0")
 
 
 def dot(input: Tensor, other: Tensor) -> Tensor:
@@ -142,7 +142,7 @@ def dot(input: Tensor, other: Tensor) -> Tensor:
                            "the same number of elements, but got "
                            f"{input._data.shape[0]} and {other._data.shape[0]} elements "
                            "respectively")
-    return matmul(input, other)
+    return named(matmul(input, other), "DotBackward0")
 
 
 vdot = dot

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.autograd.grad_mode import STATE
 from engine.dtypes import get_default_dtype, to_dtype
-from engine.ops._util import attach, norm_dim, norm_dims, wrap, xp_of
+from engine.ops._util import attach, named, norm_dim, norm_dims, wrap, xp_of
 from engine.tensor import Tensor
 
 __all__ = ["sum", "mean", "var", "std", "var_mean", "std_mean", "prod", "max", "min", "amax",
@@ -72,7 +72,8 @@ def mean(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = 
     dims = norm_dims(dim, d.ndim)
     n = _numel(d.shape, dims)
     s = sum(input, dim, keepdim)
-    return s / n if n else s * float("nan")
+    return named(s / n if n else s * float("nan"),
+                 "MeanBackward0" if dim is None else "MeanBackward1")
 
 
 def var(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
@@ -110,7 +111,7 @@ def std(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = Fa
     """sqrt of var; gradient via sqrt and var."""
     from engine.ops.unary import sqrt
 
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    return named(sqrt(var(input, dim, unbiased, keepdim, correction=correction)), "StdBackward0")
 
 
 def var_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
@@ -216,7 +217,8 @@ def _max_min(input: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Any:
         if input._data.size == 0:
             raise RuntimeError(f"{'max' if is_max else 'min'}(): Expected reduction dim to be "
                                "specified for input.numel() == 0.")
-        return _amaxmin(input, None, False, is_max)
+        return named(_amaxmin(input, None, False, is_max),
+                     "MaxBackward1" if is_max else "MinBackward1")
     dim = norm_dim(dim, input._data.ndim)
     idx = argmax(input, dim, keepdim=True) if is_max else argmin(input, dim, keepdim=True)
     from engine.ops.indexing import gather
@@ -225,7 +227,7 @@ def _max_min(input: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Any:
     if not keepdim and input._data.ndim:
         values = values.squeeze(dim)
         idx = idx.squeeze(dim)
-    return _MinMax(values, idx)
+    return _MinMax(named(values, "MaxBackward0" if is_max else "MinBackward0"), idx)
 
 
 def argmax(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
@@ -336,6 +338,10 @@ def _softmax_dim(dim: Any, ndim: int) -> int:
 def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False,
          dtype: Any = None) -> Tensor:
     """Vector p-norm over ``dim`` (all elements when None); 'fro' is the 2-norm."""
+    return named(_norm(input, p, dim, keepdim, dtype), "LinalgVectorNormBackward0")
+
+
+def _norm(input: Tensor, p: Any, dim: Any, keepdim: bool, dtype: Any) -> Tensor:
     from engine.ops.elementwise import where
     from engine.ops.unary import abs as _abs
 
@@ -432,7 +438,7 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     d = input._data
     if d.ndim == 0:
         return _MinMax(input.clone(), idx)
-    return _MinMax(gather(input, norm_dim(dim, d.ndim), idx), idx)
+    return _MinMax(named(gather(input, norm_dim(dim, d.ndim), idx), "SortBackward0"), idx)
 
 
 def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
@@ -466,7 +472,7 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
     from engine.ops.indexing import gather
 
     values = gather(input, dim, idx) if d.ndim else input.clone()
-    return _MinMax(values, idx)
+    return _MinMax(named(values, "TopkBackward0"), idx)
 
 
 _ = _builtin_sum

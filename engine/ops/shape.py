@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from engine.autograd.grad_mode import STATE
-from engine.ops._util import as_t, attach, mark_view, norm_dim, prep2, wrap, xp_of
+from engine.ops._util import as_t, attach, mark_view, named, norm_dim, prep2, wrap, xp_of
 from engine.tensor import Tensor
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes", "t",
@@ -142,7 +142,7 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     perm = list(range(nd))
     a, b = norm_dim(dim0, nd), norm_dim(dim1, nd)
     perm[a], perm[b] = perm[b], perm[a]
-    return permute(input, perm)
+    return named(permute(input, perm), "TransposeBackward0")
 
 
 swapaxes = transpose
@@ -152,7 +152,8 @@ def t(input: Tensor) -> Tensor:
     nd = input._data.ndim
     if nd > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {nd}D")
-    return transpose(input, 0, 1) if nd == 2 else reshape(input, input._data.shape)
+    return named(transpose(input, 0, 1) if nd == 2 else reshape(input, input._data.shape),
+                 "TBackward0")
 
 
 def movedim(input: Tensor, source: Any, destination: Any) -> Tensor:
@@ -173,13 +174,14 @@ def squeeze(input: Tensor, dim: Any = None) -> Tensor:
         dims = (dim,) if isinstance(dim, int) else tuple(dim)
         dims = {norm_dim(d, len(shp)) for d in dims}
         new = tuple(s for i, s in enumerate(shp) if not (i in dims and s == 1))
-    return reshape(input, new)
+    return named(reshape(input, new), "SqueezeBackward0" if dim is None else
+                 "SqueezeBackward1" if isinstance(dim, int) else "SqueezeBackward2")
 
 
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
     shp = input._data.shape
     dim = norm_dim(dim, len(shp) + 1)
-    return reshape(input, shp[:dim] + (1,) + shp[dim:])
+    return named(reshape(input, shp[:dim] + (1,) + shp[dim:]), "UnsqueezeBackward0")
 
 
 def expand(input: Tensor, *sizes: Any) -> Tensor:
@@ -313,7 +315,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(s0)} "
                                f"at entry 0 and {list(x._data.shape)} at entry {i}")
     dim = norm_dim(dim, len(s0) + 1)
-    return cat([unsqueeze(x, dim) for x in tensors], dim)
+    return named(cat([unsqueeze(x, dim) for x in tensors], dim), "StackBackward0")
 
 
 def hstack(tensors: Sequence[Tensor]) -> Tensor:
@@ -349,7 +351,7 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
             widths = [(0, 0)] * len(shp)
             widths[dim] = (start, n - start - length)
             return (pad_widths(g, widths),)
-        attach(r, (input,), bw, "NarrowBackward0")
+        attach(r, (input,), bw, "SliceBackward0")  # torch's narrow is a slice
     return r
 
 
@@ -369,8 +371,10 @@ def split(tensor: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple:
                                f"(input tensor's size at dimension {dim}), but got split_sizes="
                                f"{sizes}")
     out, start = [], 0
+    name = "SplitBackward0" if isinstance(split_size_or_sections, int) else \
+        "SplitWithSizesBackward0"
     for s in sizes:
-        out.append(narrow(tensor, dim, start, s))
+        out.append(named(narrow(tensor, dim, start, s), name))
         start += s
     return tuple(out)
 
@@ -385,7 +389,7 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
 
 def unbind(input: Tensor, dim: int = 0) -> tuple:
     dim = norm_dim(dim, input._data.ndim)
-    return tuple(squeeze(narrow(input, dim, i, 1), dim)
+    return tuple(named(squeeze(narrow(input, dim, i, 1), dim), "UnbindBackward0")
                  for i in range(input._data.shape[dim]))
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.autograd.grad_mode import STATE
-from engine.ops._util import attach, float_array, masked_grad, wrap, xp_of
+from engine.ops._util import attach, float_array, masked_grad, named, wrap, xp_of
 from engine.ops.elementwise import where
 from engine.tensor import Tensor
 
@@ -19,6 +19,9 @@ __all__ = ["neg", "negative", "abs", "sign", "exp", "log", "log1p", "expm1", "lo
            "sqrt", "rsqrt", "square", "reciprocal", "sin", "cos", "tan", "tanh", "sigmoid",
            "relu", "gelu", "silu", "softplus", "erf", "floor", "ceil", "round", "trunc",
            "frac", "exp2", "leaky_relu", "elu", "logit", "atan", "asin", "acos", "sinh", "cosh"]
+
+
+_NODE_NAMES = {"log1p": "Log1PBackward0", "square": "PowBackward0"}  # torch's spelling
 
 
 def _unary(name: str, f: Callable, bw: Callable | None, float_op: bool = True,
@@ -29,7 +32,7 @@ def _unary(name: str, f: Callable, bw: Callable | None, float_op: bool = True,
     ``fast(xp, g, x, out)``, on arrays, is the same formula for backwards that record
     nothing: it returns a fresh array (one allocation, the rest in place with ``out=``).
     """
-    node_name = name[0].upper() + name[1:] + "Backward0"
+    node_name = _NODE_NAMES.get(name, name[0].upper() + name[1:] + "Backward0")
 
     def op(input: Tensor) -> Tensor:
         d = input._data
@@ -202,7 +205,7 @@ def sigmoid_grad_free(x: Tensor) -> Tensor:
 # ----- activations composed of primitives (their gradients come for free) ----------------
 def silu(input: Tensor) -> Tensor:
     """x * sigmoid(x)."""
-    return input * sigmoid(input)
+    return named(input * sigmoid(input), "SiluBackward0")
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
@@ -211,23 +214,23 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     sp = _softplus(bx)
     if beta != 1:
         sp = sp / beta
-    return where(bx > threshold, input, sp)
+    return named(where(bx > threshold, input, sp), "SoftplusBackward0")
 
 
 _softplus = _unary("softplus", _softplus_fwd, lambda g, x, o: g * sigmoid(x), save_in=True)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return where(input > 0, input, input * negative_slope)
+    return named(where(input > 0, input, input * negative_slope), "LeakyReluBackward0")
 
 
 def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
-    return where(input > 0, input, expm1(input) * alpha)
+    return named(where(input > 0, input, expm1(input) * alpha), "EluBackward0")
 
 
 def logit(input: Tensor, eps: float | None = None) -> Tensor:
     x = input if eps is None else input.clamp(eps, 1 - eps)
-    return log(x / (1 - x))
+    return named(log(x / (1 - x)), "LogitBackward0")
 
 
 # ----- erf (numpy has none): W. J. Cody's rational approximations, double precision -------
@@ -312,7 +315,8 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x) (exact, via erf) or the tanh approximation, as torch.nn.functional.gelu."""
     if approximate == "tanh":
         k = math.sqrt(2.0 / math.pi)
-        return input * 0.5 * (1 + tanh((input + input * input * input * 0.044715) * k))
+        return named(input * 0.5 * (1 + tanh((input + input * input * input * 0.044715) * k)),
+                     "GeluBackward0")
     if approximate != "none":
         raise RuntimeError(f"approximate argument must be either none or tanh, got {approximate}")
-    return input * 0.5 * (1 + erf(input * (1 / math.sqrt(2.0))))
+    return named(input * 0.5 * (1 + erf(input * (1 / math.sqrt(2.0)))), "GeluBackward0")
