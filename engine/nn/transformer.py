@@ -10,6 +10,7 @@ from engine.nn import functional as F
 from engine.nn import init
 from engine.nn.containers import ModuleList
 from engine.nn.dropout import Dropout
+from engine.nn.functional._attention import multi_head_attention_core
 from engine.nn.linear import Linear, _empty
 from engine.nn.module import Module
 from engine.nn.normalization import LayerNorm
@@ -84,27 +85,27 @@ class MultiheadAttention(Module):
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         tgt, n, e = query.shape
         src = key.shape[0]
-        h, hd = self.num_heads, self.head_dim
-        w_q, w_k, w_v = self.in_proj_weight.chunk(3, 0)
+        h = self.num_heads
         b_q = b_k = b_v = None
-        if self.in_proj_bias is not None:
-            b_q, b_k, b_v = self.in_proj_bias.chunk(3, 0)
-        q = F.linear(query, w_q, b_q).reshape(tgt, n * h, hd).transpose(0, 1)  # (N*H, L, hd)
-        k = F.linear(key, w_k, b_k).reshape(src, n * h, hd).transpose(0, 1)
-        v = F.linear(value, w_v, b_v).reshape(src, n * h, hd).transpose(0, 1)
-        scores = q.matmul(k.transpose(1, 2)) * (1.0 / hd ** 0.5)  # (N*H, L, S)
+        if query is key and key is value:  # self-attention: one in-projection GEMM
+            qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:]
+        else:
+            w_q, w_k, w_v = self.in_proj_weight.chunk(3, 0)
+            if self.in_proj_bias is not None:
+                b_q, b_k, b_v = self.in_proj_bias.chunk(3, 0)
+            q, k, v = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
         if is_causal and attn_mask is None:
             attn_mask = engine.ones(tgt, src, dtype=engine.bool_).triu(1)
-        mask = _to_additive(attn_mask, scores)
-        if mask is not None:
-            scores = scores + (mask.unsqueeze(0) if mask.dim() == 2 else mask)
+        mask = _to_additive(attn_mask, q)
+        if mask is not None and mask.dim() == 3:
+            mask = mask.reshape(n, h, tgt, src)
         if key_padding_mask is not None:
-            kpm = _to_additive(key_padding_mask, scores)  # (N, S)
-            scores = (scores.reshape(n, h, tgt, src) + kpm.reshape(n, 1, 1, src)).reshape(n * h, tgt, src)
-        attn = scores.softmax(-1)
-        if self.dropout > 0.0 and self.training:
-            attn = F.dropout(attn, self.dropout, True)
-        out = attn.matmul(v).transpose(0, 1).reshape(tgt * n, e)
+            kpm = _to_additive(key_padding_mask, q).reshape(n, 1, 1, src)
+            mask = kpm if mask is None else mask + kpm
+        dropout_p = self.dropout if self.training else 0.0
+        out, attn = multi_head_attention_core(q, k, v, h, mask, dropout_p, need_weights)
+        out = out.reshape(tgt * n, e)
         out = self.out_proj(out).reshape(tgt, n, e)
         if unbatched:
             out = out.squeeze(1)
@@ -112,7 +113,7 @@ class MultiheadAttention(Module):
             out = out.transpose(0, 1)
         weights = None
         if need_weights:
-            weights = attn.reshape(n, h, tgt, src)
+            weights = attn
             if average_attn_weights:
                 weights = weights.mean(1)
             if unbatched:
