@@ -12,6 +12,10 @@ class Cancelled(Exception):
     """The job was cancelled; the loop stopped at a step boundary."""
 
 
+class RankLost(RuntimeError):
+    """A data-parallel job lost one of its rank processes (killed, crashed, out of memory)."""
+
+
 class TimeLimitExceeded(Exception):
     """The job ran past its time limit."""
 
@@ -26,6 +30,6 @@ def classify(exc: BaseException) -> str:
     module = type(exc).__module__ or ""
     if module.startswith(("sqlalchemy", "psycopg", "sqlite3", "redis", "kombu")):
         return INFRASTRUCTURE
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if isinstance(exc, (ConnectionError, TimeoutError, RankLost)):
         return INFRASTRUCTURE
     return USER

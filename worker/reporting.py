@@ -16,6 +16,18 @@ class JobLost(RuntimeError):
     """This attempt no longer owns the job (finished, cancelled or taken over elsewhere)."""
 
 
+class SilentReporter:
+    """What a follower rank of a data-parallel job reports: nothing (rank 0 writes)."""
+
+    epoch = step = 0
+
+    def step_loss(self, epoch: int, step: int, loss: float) -> None:
+        pass
+
+    def flush(self, **_) -> None:
+        pass
+
+
 class Reporter:
     """Buffers per-step losses and writes them with progress (and, at checkpoints, the
     checkpoint) in one transaction, retried with backoff while the database is away."""

@@ -11,18 +11,20 @@ from engine.utils.data import Sampler
 class EpochSampler(Sampler):
     """A fresh permutation of ``range(n)`` per epoch, drawn from ``(seed, epoch)`` alone,
     so the position (epoch, samples consumed) is all that exact resume has to remember
-    (the idea of torch's DistributedSampler.set_epoch)."""
+    (the idea of torch's DistributedSampler.set_epoch). ``shard`` picks a data-parallel
+    rank's part of each epoch's order."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed = n, seed
+    def __init__(self, n: int, seed: int, shard=lambda order: order):
+        self.n, self.seed, self.shard = n, seed, shard
         self.epoch, self.start = 1, 0
+        self.length = len(shard(np.arange(n)))
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def __iter__(self) -> Iterator[int]:
-        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        perm = self.shard(np.random.default_rng([self.seed, self.epoch]).permutation(self.n))
         return iter(perm[self.start:].tolist())
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return self.length - self.start

@@ -25,10 +25,10 @@ from store.models import JobStatus
 from store.repositories import checkpoints, datasets, jobs, metrics
 from store.settings import Settings
 from worker import checkpoints as ckpt_files
-from worker import failures
+from worker import failures, parallel
 from worker import metrics as head_metrics
 from worker.data import heads_of, pick_device, split_indices
-from worker.reporting import JobLost, Reporter
+from worker.reporting import JobLost, Reporter, SilentReporter
 from worker.sampling import EpochSampler
 from worker.supervision import Control, Heartbeat
 
@@ -146,10 +146,11 @@ def run_job(job_id: str, settings: Settings) -> str:
     heartbeat.start()
     loop = None
     try:
-        loop = TrainingLoop(claimed, settings, control)
-        if claimed.resume:
-            loop.restore(*claimed.resume)
-        final = loop.run()
+        with parallel.process_group(claimed, settings, pick_device(settings.device)) as ranks:
+            loop = TrainingLoop(claimed, settings, control, ranks)
+            if claimed.resume:
+                loop.restore(*claimed.resume)
+            final = loop.run()
     except JobLost as exc:
         log.warning("%s", exc)
         return "skipped"
@@ -213,7 +214,8 @@ def _claim(job_id: str, settings: Settings) -> Claim | object | None:
             train_idx, val_idx = np.arange(len(inputs)), np.arange(0)
         else:
             train_idx, val_idx = split_indices(len(inputs), training["validation_split"], training["seed"])
-        steps_per_epoch = math.ceil(len(train_idx) / training["batch_size"])
+        per_rank = len(parallel.shard(train_idx, parallel.Ranks(0, int(training.get("devices", 1)))))
+        steps_per_epoch = math.ceil(per_rank / training["batch_size"])
         if jobs.owner_at_cap(session, job_id=job_id, max_running=settings.max_running_per_owner):
             return CAPPED
         attempt = jobs.claim(session, job_id=job_id, total_steps=steps_per_epoch * training["epochs"],
@@ -272,17 +274,17 @@ def _fail(job_id: str, attempt: int, max_restarts: int, settings: Settings, loop
 class TrainingLoop:
     """One attempt's training: model, optimizer and data order, resumable at any step."""
 
-    def __init__(self, claim: Claim, settings: Settings, control: Control):
+    def __init__(self, claim: Claim, settings: Settings, control: Control, ranks: parallel.Ranks | None = None):
         self.job_id, self.attempt, self.control, self.deadline = claim.job_id, claim.attempt, control, claim.deadline
         self.model_spec, self.training = claim.model_spec, claim.training
         training, train_idx, val_idx = claim.training, claim.train_idx, claim.val_idx
         self.batch_size = training["batch_size"]
         engine.manual_seed(training["seed"])
-        # devices > 1: the data-parallel launcher wraps model and loader here (not yet: one device)
-        self.devices = training.get("devices", 1)
-        self.device = pick_device(settings.device)
+        self.ranks = ranks = ranks or parallel.Ranks()
+        self.device = ranks.device(pick_device(settings.device))
         self.model = spec.build_model(claim.model_spec, claim.input_shape, num_classes=training.get("num_outputs"))
         self.model.to(self.device)
+        self.net = parallel.wrap(self.model, ranks)  # what the training forward goes through
         self.heads = make_heads(training, claim.model_spec)
         self.optimizer = build_optimizer(self.model.parameters(), training["optimizer"])
         self.scheduler = build_scheduler(self.optimizer, training.get("scheduler"))
@@ -294,12 +296,12 @@ class TrainingLoop:
             self.y_val = [heads_of(vys, h.target, h.task, self.device) for h in self.heads]
         else:
             self.x_val, self.y_val = x[val_idx], [y[val_idx] for y in ys]
-        self.sampler = EpochSampler(len(train_idx), training["seed"])
+        self.sampler = EpochSampler(len(train_idx), training["seed"], shard=lambda order: parallel.shard(order, ranks))
         self.loader = DataLoader(TensorDataset(x[train_idx], *[y[train_idx] for y in ys]),
                                  batch_size=self.batch_size, sampler=self.sampler)
-        self.steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
-        self.reporter = Reporter(settings.resolved_database_url, self.job_id, self.attempt,
-                                 settings.metrics_flush_every)
+        self.steps_per_epoch = math.ceil(len(self.sampler) / self.batch_size)
+        self.reporter = (Reporter(settings.resolved_database_url, self.job_id, self.attempt,
+                                  settings.metrics_flush_every) if ranks.main else SilentReporter())
         self.every = training.get("checkpoint_every") or self.steps_per_epoch
         self.position: dict[str, Any] = {"epoch": 1, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0,
                                          "best": None, "bad_epochs": 0}
@@ -315,6 +317,9 @@ class TrainingLoop:
 
     def checkpoint(self, epoch_metrics: dict[str, float] | None = None) -> None:
         p = self.position
+        if not self.ranks.main:  # rank 0 writes the checkpoint for all ranks
+            self.saved_step = p["step"]
+            return
         model_bytes = ckpt_files.model_file(self.model, job_id=self.job_id, model_spec=self.model_spec,
                                             epoch=p["epoch"], step=p["step"])
         extra = {"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}
@@ -340,11 +345,11 @@ class TrainingLoop:
                 if p["batch"] < self.steps_per_epoch and p["step"] % self.every == 0:
                     self.checkpoint()
             self.final = {"train_loss": p["loss_sum"] / max(p["seen"], 1)}
-            if len(self.x_val):
+            if len(self.x_val) and self.ranks.main:
                 self.final.update(evaluate(self.model, self.heads, self.x_val, self.y_val, self.batch_size))
             if self.scheduler is not None:
                 self.scheduler.step()
-            stop = self._early_stop()
+            stop = bool(self.ranks.decide(int(self._early_stop())))
             self.checkpoint(epoch_metrics=self.final)
             if p["epoch"] == epochs or stop:
                 break
@@ -369,14 +374,27 @@ class TrainingLoop:
             return True
         return False
 
+    def _decision(self) -> int:
+        """Rank 0 looks at the clock and the control flags; every rank gets its answer."""
+        code = parallel.GO
+        if self.ranks.main:
+            c = self.control
+            code = (parallel.ABORT if time.time() > self.deadline else parallel.LOST if c.lost.is_set()
+                    else parallel.CANCEL if c.cancel.is_set() else parallel.SHUTDOWN if c.shutdown
+                    else parallel.GO)
+        return self.ranks.decide(code)
+
     def _stop_requested(self) -> bool:
-        if time.time() > self.deadline:
-            raise failures.TimeLimitExceeded("the job ran past its time limit")
-        if not self.control.should_stop():
+        code = self._decision()
+        if code == parallel.GO:
             return False
-        if self.control.lost.is_set():
+        if code == parallel.ABORT:
+            if not self.ranks.main:
+                raise failures.Cancelled()  # a follower just leaves; rank 0 reports
+            raise failures.TimeLimitExceeded("the job ran past its time limit")
+        if code == parallel.LOST:
             raise JobLost(f"job {self.job_id} attempt {self.attempt} was taken over")
-        if self.control.cancel.is_set():
+        if code == parallel.CANCEL:
             self.reporter.flush()
             raise failures.Cancelled()
         if self.saved_step != self.position["step"]:
@@ -389,7 +407,7 @@ class TrainingLoop:
         """One optimizer step on the weighted sum of the heads' losses (one backward)."""
         p = self.position
         self.optimizer.zero_grad()
-        out = self.model(xb)
+        out = self.net(xb)
         loss = None
         for head, yb in zip(self.heads, ybs):
             o = out[head.name] if isinstance(out, dict) else out
@@ -402,7 +420,7 @@ class TrainingLoop:
         if self.training.get("clip_grad_norm"):
             nn.utils.clip_grad_norm_(self.model.parameters(), self.training["clip_grad_norm"])
         self.optimizer.step()
-        value = loss.item()
+        value = self.ranks.mean(loss.item())
         p["step"] += 1
         p["batch"] += 1
         if not math.isfinite(value):

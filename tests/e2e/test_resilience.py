@@ -282,3 +282,38 @@ def test_redis_restart_with_jobs_queued_and_running(tmp_path_factory, postgres_u
     finally:
         stack.stop()
         broker.stop()
+
+
+def rank_processes(parent_pid: int) -> list[int]:
+    """Follower ranks a worker spawned for a data-parallel job (multiprocessing spawn children)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent_pid and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_killed_rank_retries_the_data_parallel_job_with_no_orphan(cluster, dataset_id):
+    with httpx.Client(base_url=cluster.base_url, timeout=30) as client:
+        job_id = submit(client, dataset_id, epochs=8, devices=2, batch_size=4)
+    job = wait_until(lambda: (j := job_rows(cluster, [job_id])[job_id]).status == "running" and j.step > 12 and j,
+                     90, "the two-rank job to run")
+    worker = next(w for w in cluster.workers if job.worker.endswith(f":{w.proc.pid}"))
+    followers = wait_until(lambda: rank_processes(worker.proc.pid), 10, "the follower rank")
+    os.kill(followers[0], signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: not rank_processes(worker.proc.pid) or job_rows(cluster, [job_id])[job_id].attempt > 1,
+               15, "the job to react to its lost rank")
+    rows = wait_until(lambda: terminal(cluster, [job_id]), 180, "the retried job", interval=0.5)
+    assert rows[job_id].status == "succeeded" and rows[job_id].attempt >= 2, rows[job_id].error
+    assert_history_exact(cluster, job_id, rows[job_id].total_steps)
+    assert all(not rank_processes(w.proc.pid) for w in cluster.workers if w.alive()), "no rank process left"
+    print(f"\nrank kill: job retried and succeeded {time.monotonic() - killed_at:.1f}s after its rank was killed")

@@ -101,3 +101,20 @@ def test_checkpoint_loads_into_torch_strictly(stack):
     with torch.no_grad():
         logits = twin(torch.from_numpy(x[val_idx])).numpy()
     assert abs(_accuracy(logits, y[val_idx]) - job["metrics"]["val_accuracy"]) <= 1 / len(val_idx)
+
+
+def test_two_device_job_matches_single_device_at_same_total_batch(stack):
+    x, y = digits(400)  # 320 training samples: 10 global batches of 32
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        ds = post_dataset(client, x, y, name="digits-ddp")
+        single = submit_job(client, ds["id"], epochs=2, name="one-device")
+        double = submit_job(client, ds["id"], epochs=2, name="two-devices", devices=2, batch_size=16)
+        single, _ = wait_for_job(client, single["id"])
+        double, _ = wait_for_job(client, double["id"])
+        assert single["status"] == double["status"] == "succeeded", (single["error"], double["error"])
+        assert double["progress"]["total_steps"] == single["progress"]["total_steps"] == 20
+        m1 = client.get(f"/v1/jobs/{single['id']}/metrics").json()
+        m2 = client.get(f"/v1/jobs/{double['id']}/metrics").json()
+    assert np.allclose([s["loss"] for s in m2["steps"]], [s["loss"] for s in m1["steps"]], rtol=1e-4, atol=1e-5)
+    assert double["metrics"]["val_loss"] == pytest.approx(single["metrics"]["val_loss"], rel=1e-4)
+    assert double["metrics"]["val_accuracy"] == pytest.approx(single["metrics"]["val_accuracy"], abs=1 / 80)
