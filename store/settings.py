@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     )
     queue: str = "training"
     device: str = "auto"  # auto (a GPU when cupy sees one) | cpu | cuda
+    max_devices: int = 8  # ranks one data-parallel job may ask for
     # API keys -> owner names, e.g. TRAINYARD_API_KEYS='{"k3y...": "alice"}'. Empty: no
     # authentication and every resource belongs to the owner "local" (the embedded default).
     api_keys: dict[str, str] = {}

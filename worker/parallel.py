@@ -99,6 +99,8 @@ def process_group(claim, settings: Settings, device: str, timeout_s: float = 300
     if world == 1:
         yield Ranks()
         return
+    if device == "cuda" and world > engine.cuda.device_count():
+        raise ValueError(f"the job asks for {world} devices but this worker sees {engine.cuda.device_count()} GPUs")
     port = free_port()
     ctx = mp.get_context("spawn")
     fields = settings.model_dump()

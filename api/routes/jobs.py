@@ -169,6 +169,9 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owne
         if val["input_shape"] != facts["input_shape"] or set(val["heads"]) != set(facts["heads"]):
             raise FieldError(["body", "training", "validation_dataset_id"],
                              "the validation dataset's input shape and target heads must equal the training dataset's")
+    if training.devices > settings.max_devices:
+        raise FieldError(["body", "training", "devices"], f"asks for {training.devices} devices, over the limit "
+                                                          f"max_devices ({settings.max_devices})")
     if training.epochs > settings.max_epochs:
         raise FieldError(["body", "training", "epochs"], f"exceeds the limit of {settings.max_epochs} epochs (max_epochs)")
     n_train = facts["num_samples"] - (0 if training.validation_dataset_id else round(facts["num_samples"] * training.validation_split))

@@ -88,8 +88,8 @@ class TrainingConfig(_Strict):
     clip_grad_value: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     early_stopping: EarlyStopping | None = None
     validation_dataset_id: str | None = Field(default=None, min_length=1, max_length=64)
-    devices: int = Field(default=1, ge=1, le=64, description="accepted and validated; data-parallel "
-                                                               "training across devices is a separate feature")
+    devices: int = Field(default=1, ge=1, le=64, description="data-parallel ranks (GPUs, or CPU processes on a "
+                                                               "CPU worker); batch_size is per rank")
     seed: int = Field(default=0, ge=0, lt=2**32)
     validation_split: float = Field(default=0.2, ge=0.0, lt=1.0, allow_inf_nan=False)
     checkpoint_every: int | None = Field(default=None, ge=1, description="steps between checkpoints; default: each epoch")
