@@ -165,3 +165,26 @@ def test_random_split():
     assert len(a) == 7 and len(b) == 3 and sorted(list(a) + list(b)) == list(range(10))
     with pytest.raises(ValueError):
         random_split(range(10), [3, 3])
+
+
+def test_manual_seed_repeats_init_dropout_shuffling_and_sampling():
+    from engine import nn
+    from engine.utils.data import SubsetRandomSampler, WeightedRandomSampler
+
+    def draw():
+        lin = nn.Linear(4, 3)
+        mask = nn.functional.dropout(engine.ones(20), p=0.5, training=True)
+        order = [_np(b[0]).tolist() for b in DataLoader(TensorDataset(engine.tensor(np.arange(12))), batch_size=5,
+                                                           shuffle=True)]
+        return (_np(lin.weight).tolist(), _np(mask).tolist(), order,
+                list(RandomSampler(range(9), replacement=True, num_samples=15)),
+                list(WeightedRandomSampler([0.1, 0.5, 2.0, 1.0], 12)), list(SubsetRandomSampler([3, 5, 7, 9])),
+                [list(s) for s in random_split(range(10), [4, 6])])
+
+    engine.manual_seed(42)
+    a = draw()
+    engine.manual_seed(42)
+    assert draw() == a
+    engine.manual_seed(43)
+    b = draw()
+    assert all(x != y for x, y in zip(a[:5], b[:5]))
