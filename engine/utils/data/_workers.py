@@ -194,7 +194,7 @@ class _Fetcher:
         if self.fast:
             return [Tensor._wrap(t._data[index]) for t in self.dataset.tensors]
         if self.auto:
-            return self.collate_fn([self.dataset[int(i)] for i in index])
+            return self.collate_fn([self.dataset[i] for i in index])
         return self.collate_fn(self.dataset[index])
 
     def next_batch(self, stream: Any) -> Any:
@@ -267,6 +267,9 @@ class _MultiProcessIter(collections.abc.Iterator):
     def _prime(self) -> None:
         for _ in range(self.loader.prefetch_factor * len(self.workers)):
             self._dispatch()
+
+    def __len__(self) -> int:
+        return len(self.loader)
 
     def reset(self) -> _MultiProcessIter:
         self._prepare_epoch()
