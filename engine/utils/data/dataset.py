@@ -57,7 +57,7 @@ class ConcatDataset(Dataset):
             raise ValueError("datasets should not be an empty iterable")
         for d in self.datasets:
             if isinstance(d, IterableDataset):
-                raise ValueError("ConcatDataset does not support IterableDataset")
+                raise ValueError("ConcatDataset does not support IterableDataset")  # noqa: TRY004 - torch raises ValueError
         self.cumulative_sizes = []
         total = 0
         for d in self.datasets:
@@ -99,7 +99,7 @@ def random_split(dataset: Dataset, lengths: Sequence[int | float], generator: An
 
     n = len(dataset)
     if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
-        sizes = [int(math.floor(n * frac)) for frac in lengths]
+        sizes = [math.floor(n * frac) for frac in lengths]
         for i in range(n - sum(sizes)):
             sizes[i % len(sizes)] += 1
         lengths = sizes
