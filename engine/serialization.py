@@ -20,7 +20,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from engine.tensor import Tensor
 
 __all__ = ["SerializationError", "load", "load_metadata", "save"]
 
-FileLike = Union[str, os.PathLike, IO[bytes]]
+FileLike = str | os.PathLike | IO[bytes]
 _STRUCT_KEY = "__trainyard__"
 _FORMAT_VERSION = 1
 _MAX_DEPTH = 200
@@ -171,7 +171,7 @@ def _parse(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
     try:
         tensors = st_load(data)
-    except Exception as ex:  # SafetensorError, or a dtype numpy lacks (bf16, fp8)
+    except Exception as ex:  # noqa: BLE001 - SafetensorError, or a dtype numpy lacks (bf16, fp8)
         raise SerializationError(f"not a valid safetensors file: {ex}") from None
     (n,) = struct.unpack("<Q", data[:8])
     try:
