@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import engine  # noqa: E402
+import engine
 
 
 def _sync(lib, device):

@@ -17,14 +17,14 @@ import numpy as np
 
 __all__ = [
     "Device",
+    "array_device",
+    "cuda_device_count",
+    "cuda_is_available",
+    "cupy_available",
     "device",
     "get_array_module",
-    "to_numpy",
-    "cupy_available",
-    "cuda_is_available",
-    "cuda_device_count",
-    "array_device",
     "move_to",
+    "to_numpy",
 ]
 
 _cupy: Any = None
@@ -93,7 +93,7 @@ def cuda_device_count() -> int:
 class Device:
     """A device like ``torch.device``: ``Device("cpu")``, ``Device("cuda:1")``, ``Device("cuda", 0)``."""
 
-    __slots__ = ("type", "index")
+    __slots__ = ("index", "type")
 
     def __new__(cls, spec: Any = "cpu", index: int | None = None) -> Device:
         if isinstance(spec, Device):

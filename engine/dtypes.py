@@ -12,24 +12,24 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "bool_",
     "dtype",
     "float16",
     "float32",
     "float64",
+    "get_default_dtype",
     "int32",
     "int64",
-    "bool_",
-    "get_default_dtype",
-    "set_default_dtype",
     "promote_types",
+    "set_default_dtype",
     "to_dtype",
 ]
 
 
-class dtype:  # noqa: N801 - torch's spelling
+class dtype:  # lowercase: torch's spelling
     """An engine dtype; compare with ``is`` or ``==``; ``.np`` is the numpy dtype."""
 
-    __slots__ = ("name", "np", "is_floating_point", "is_signed", "itemsize", "rank", "category")
+    __slots__ = ("category", "is_floating_point", "is_signed", "itemsize", "name", "np", "rank")
 
     def __init__(self, name: str, np_dtype: Any, rank: int, category: int) -> None:
         self.name = name

@@ -19,10 +19,27 @@ from engine import backend
 from engine.dtypes import get_default_dtype, int64, to_dtype
 from engine.tensor import Tensor
 
-__all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
-           "get_rng_state", "set_rng_state", "rand", "randn", "randint", "randperm", "normal",
-           "bernoulli", "rand_like", "randn_like", "randint_like", "multinomial", "uniform_",
-           "normal_"]
+__all__ = [
+    "Generator",
+    "bernoulli",
+    "default_generator",
+    "get_rng_state",
+    "initial_seed",
+    "manual_seed",
+    "multinomial",
+    "normal",
+    "normal_",
+    "rand",
+    "rand_like",
+    "randint",
+    "randint_like",
+    "randn",
+    "randn_like",
+    "randperm",
+    "seed",
+    "set_rng_state",
+    "uniform_",
+]
 
 
 class Generator:

@@ -15,9 +15,10 @@ import numpy as np
 
 from engine import backend
 from engine.autograd.grad_mode import STATE
-from engine.dtypes import FROM_NP, dtype as _dtype, from_numpy_dtype, get_default_dtype, to_dtype
+from engine.dtypes import FROM_NP, from_numpy_dtype, get_default_dtype, to_dtype
+from engine.dtypes import dtype as _dtype
 
-__all__ = ["Tensor", "tensor", "as_tensor", "from_numpy"]
+__all__ = ["Tensor", "as_tensor", "from_numpy", "tensor"]
 
 
 class _Handle:
@@ -43,8 +44,18 @@ class Tensor:
 
     # _view (set only on views, read with getattr): (base, fn) with ``fn(base)`` giving this
     # view differentiably; in-place ops on a view rewrite the base's history (CopySlices).
-    __slots__ = ("_data", "_rg", "grad", "grad_fn", "_vc", "_hooks", "_retains_grad", "_view",
-                 "__dict__", "__weakref__")
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_data",
+        "_hooks",
+        "_retains_grad",
+        "_rg",
+        "_vc",
+        "_view",
+        "grad",
+        "grad_fn",
+    )
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, data: Any = None, requires_grad: bool = False) -> None:

@@ -6,15 +6,34 @@
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from engine.autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled,
-                                       is_inference_mode_enabled, no_grad, set_grad_enabled)
+from engine.autograd.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from engine.autograd.graph import Node, run_backward
 
-__all__ = ["backward", "grad", "Function", "FunctionCtx", "gradcheck", "gradgradcheck", "Node",
-           "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
-           "is_inference_mode_enabled"]
+__all__ = [
+    "Function",
+    "FunctionCtx",
+    "Node",
+    "backward",
+    "enable_grad",
+    "grad",
+    "gradcheck",
+    "gradgradcheck",
+    "inference_mode",
+    "is_grad_enabled",
+    "is_inference_mode_enabled",
+    "no_grad",
+    "set_grad_enabled",
+]
 
 
 def _as_list(x: Any) -> list:
@@ -111,7 +130,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
     return tuple(result)
 
 
-from engine.autograd.function import Function, FunctionCtx  # noqa: E402
-from engine.autograd.gradcheck import gradcheck, gradgradcheck  # noqa: E402
+from engine.autograd.function import Function, FunctionCtx
+from engine.autograd.gradcheck import gradcheck, gradgradcheck
 
 _ = Sequence

@@ -8,10 +8,17 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode",
-           "is_inference_mode_enabled"]
+__all__ = [
+    "enable_grad",
+    "inference_mode",
+    "is_grad_enabled",
+    "is_inference_mode_enabled",
+    "no_grad",
+    "set_grad_enabled",
+]
 
 
 class _State(threading.local):
@@ -68,29 +75,29 @@ class _GradModeBase:
         return self.__class__()
 
 
-class no_grad(_GradModeBase):  # noqa: N801
+class no_grad(_GradModeBase):
     """Disable gradient recording: results of ops do not require grad."""
 
     def __enter__(self) -> None:
         self._prev = STATE.enabled
         STATE.enabled = False
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         STATE.enabled = self._prev
 
 
-class enable_grad(_GradModeBase):  # noqa: N801
+class enable_grad(_GradModeBase):
     """Enable gradient recording inside a no_grad region."""
 
     def __enter__(self) -> None:
         self._prev = STATE.enabled
         STATE.enabled = True
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         STATE.enabled = self._prev
 
 
-class set_grad_enabled(_GradModeBase):  # noqa: N801
+class set_grad_enabled(_GradModeBase):
     """Set grad mode to ``mode``; takes effect at once (as a function) and restores on exit."""
 
     def __init__(self, mode: bool, _defer: bool = False) -> None:
@@ -105,7 +112,7 @@ class set_grad_enabled(_GradModeBase):  # noqa: N801
             self._prev = STATE.enabled
             STATE.enabled = self.mode
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         STATE.enabled = self._prev
 
     def clone(self) -> set_grad_enabled:
@@ -116,7 +123,7 @@ class set_grad_enabled(_GradModeBase):  # noqa: N801
         return super().__call__(func)
 
 
-class inference_mode(_GradModeBase):  # noqa: N801
+class inference_mode(_GradModeBase):
     """Like no_grad (engine has no separate inference tensors); ``inference_mode(False)`` is a no-op."""
 
     def __init__(self, mode: bool = True) -> None:
@@ -133,7 +140,7 @@ class inference_mode(_GradModeBase):  # noqa: N801
             STATE.enabled = False
             STATE.inference = True
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         STATE.enabled, STATE.inference = self._prev
 
     def clone(self) -> inference_mode:

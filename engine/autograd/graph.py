@@ -16,7 +16,8 @@ records the backward itself and gives higher-order derivatives.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from engine.autograd.grad_mode import STATE
 
@@ -50,8 +51,16 @@ _FREED_MSG = (
 class Node:
     """The grad_fn of one op output; ``name()`` gives torch's name, e.g. ``MulBackward0``."""
 
-    __slots__ = ("fn", "inputs", "saved", "versions", "out_version", "_name", "freed",
-                 "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_name",
+        "fn",
+        "freed",
+        "inputs",
+        "out_version",
+        "saved",
+        "versions",
+    )
 
     def __init__(self, fn, inputs: tuple, name: str, saved: tuple = (), out_version: int = -1):
         self.fn = fn

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.ops import (creation, elementwise, indexing, inplace, linalg, reduction,
-                        scatter_reduction, shape, unary)
-from engine.ops.creation import *  # noqa: F401,F403
-from engine.ops.elementwise import *  # noqa: F401,F403
-from engine.ops.indexing import *  # noqa: F401,F403
-from engine.ops.inplace import *  # noqa: F401,F403
-from engine.ops.linalg import *  # noqa: F401,F403
-from engine.ops.reduction import *  # noqa: F401,F403
-from engine.ops.scatter_reduction import *  # noqa: F401,F403
-from engine.ops.shape import *  # noqa: F401,F403
-from engine.ops.unary import *  # noqa: F401,F403
+from engine.ops import (
+    creation,
+    elementwise,
+    indexing,
+    inplace,
+    linalg,
+    reduction,
+    scatter_reduction,
+    shape,
+    unary,
+)
+from engine.ops.creation import *
+from engine.ops.elementwise import *
+from engine.ops.indexing import *
+from engine.ops.inplace import *
+from engine.ops.linalg import *
+from engine.ops.reduction import *
+from engine.ops.scatter_reduction import *
+from engine.ops.shape import *
+from engine.ops.unary import *
 from engine.tensor import Tensor
 
 E, U, R, S, I, L, P = elementwise, unary, reduction, shape, indexing, linalg, inplace

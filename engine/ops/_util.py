@@ -7,7 +7,8 @@ that create_graph works) sits beside the forward.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -243,5 +244,25 @@ def norm_dims(dim: Any, ndim: int) -> tuple:
     return out
 
 
-__all__ = ["wrap", "attach", "mark_view", "named", "needs_grad", "as_t", "prep2", "xp_of", "float_array",
-           "unbroadcast", "raw_grad_to", "raw_sum_to", "fast_backward", "masked_grad", "norm_dim", "norm_dims", "FROM_NP", "float32", "int64", "STATE"]
+__all__ = [
+    "FROM_NP",
+    "STATE",
+    "as_t",
+    "attach",
+    "fast_backward",
+    "float32",
+    "float_array",
+    "int64",
+    "mark_view",
+    "masked_grad",
+    "named",
+    "needs_grad",
+    "norm_dim",
+    "norm_dims",
+    "prep2",
+    "raw_grad_to",
+    "raw_sum_to",
+    "unbroadcast",
+    "wrap",
+    "xp_of",
+]

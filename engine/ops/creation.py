@@ -7,12 +7,25 @@ from typing import Any
 import numpy as np
 
 from engine import backend
-from engine.dtypes import float32, get_default_dtype, int64, scalar_dtype, to_dtype
 from engine.dtypes import bool_ as _bool
+from engine.dtypes import float32, get_default_dtype, int64, scalar_dtype, to_dtype
 from engine.tensor import Tensor
 
-__all__ = ["zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like",
-           "empty_like", "arange", "linspace", "logspace", "eye", "scalar_tensor"]
+__all__ = [
+    "arange",
+    "empty",
+    "empty_like",
+    "eye",
+    "full",
+    "full_like",
+    "linspace",
+    "logspace",
+    "ones",
+    "ones_like",
+    "scalar_tensor",
+    "zeros",
+    "zeros_like",
+]
 
 
 def _size(size: tuple) -> tuple:

@@ -16,11 +16,45 @@ from engine.dtypes import get_default_dtype, result_type, to_dtype
 from engine.ops._util import as_t, attach, named, prep2, raw_grad_to, unbroadcast, wrap, xp_of
 from engine.tensor import Tensor
 
-__all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide",
-           "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum", "where", "lerp",
-           "clamp", "clip", "eq", "ne", "lt", "le", "gt", "ge", "equal", "allclose", "isclose",
-           "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isfinite",
-           "isinf", "bitwise_not", "copy_", "grad_to"]
+__all__ = [
+    "add",
+    "allclose",
+    "bitwise_not",
+    "clamp",
+    "clip",
+    "copy_",
+    "div",
+    "divide",
+    "eq",
+    "equal",
+    "floor_divide",
+    "fmod",
+    "ge",
+    "grad_to",
+    "gt",
+    "isclose",
+    "isfinite",
+    "isinf",
+    "isnan",
+    "le",
+    "lerp",
+    "logical_and",
+    "logical_not",
+    "logical_or",
+    "logical_xor",
+    "lt",
+    "maximum",
+    "minimum",
+    "mul",
+    "multiply",
+    "ne",
+    "pow",
+    "remainder",
+    "sub",
+    "subtract",
+    "true_divide",
+    "where",
+]
 
 
 def grad_to(g: Tensor, t: Tensor) -> Tensor:
@@ -198,7 +232,7 @@ def fmod(input: Any, other: Any) -> Tensor:
     return r
 
 
-def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001 - torch's name
+def pow(input: Any, exponent: Any) -> Tensor:  # shadows the builtin: torch's name
     """input ** exponent; either may be a Python scalar."""
     ta, tb, da, db = prep2(input, exponent)
     if (tb is None and isinstance(db, int) and db < 0 and da.dtype.kind in "iub"):
@@ -304,7 +338,7 @@ def lerp(input: Tensor, end: Tensor, weight: Any) -> Tensor:
 builtins_abs = abs
 
 
-def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:
     """Clamp into [min, max]; the gradient flows where the input is inside the range."""
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")

@@ -16,9 +16,20 @@ from engine.autograd.grad_mode import STATE
 from engine.ops._util import as_t, attach, mark_view, norm_dim, wrap, xp_of
 from engine.tensor import Tensor
 
-__all__ = ["getitem", "convert_key", "index_put_outofplace", "gather", "scatter",
-           "scatter_add", "index_select", "masked_fill", "masked_select", "nonzero",
-           "take_along_dim", "index_add"]
+__all__ = [
+    "convert_key",
+    "gather",
+    "getitem",
+    "index_add",
+    "index_put_outofplace",
+    "index_select",
+    "masked_fill",
+    "masked_select",
+    "nonzero",
+    "scatter",
+    "scatter_add",
+    "take_along_dim",
+]
 
 _BASIC = (int, slice, type(None), type(Ellipsis))
 

@@ -8,7 +8,8 @@ in-place op bumps the version counter (shared with views made by detach()).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,9 +19,29 @@ from engine.ops import unary as U
 from engine.ops._util import as_t, attach, named, prep2, wrap, xp_of
 from engine.tensor import Tensor, _check_inplace
 
-__all__ = ["apply_inplace", "add_", "sub_", "mul_", "div_", "addcmul_", "addcdiv_", "clamp_",
-           "lerp_", "pow_", "neg_", "sqrt_", "exp_", "abs_", "sigmoid_", "tanh_", "relu_",
-           "masked_fill_", "setitem", "addcmul", "addcdiv"]
+__all__ = [
+    "abs_",
+    "add_",
+    "addcdiv",
+    "addcdiv_",
+    "addcmul",
+    "addcmul_",
+    "apply_inplace",
+    "clamp_",
+    "div_",
+    "exp_",
+    "lerp_",
+    "masked_fill_",
+    "mul_",
+    "neg_",
+    "pow_",
+    "relu_",
+    "setitem",
+    "sigmoid_",
+    "sqrt_",
+    "sub_",
+    "tanh_",
+]
 
 
 def _tracked(self: Tensor, args: tuple) -> bool:
@@ -212,7 +233,7 @@ def _write_add(self: Tensor, t: Any, slow: Callable) -> Tensor:
     return apply_inplace(self, slow)
 
 
-def clamp_(self: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+def clamp_(self: Tensor, min: Any = None, max: Any = None) -> Tensor:
     return apply_inplace(self, lambda s: E.clamp(s, min, max))
 
 

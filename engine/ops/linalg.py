@@ -13,8 +13,20 @@ from engine.autograd.grad_mode import STATE
 from engine.ops._util import attach, named, prep2, raw_sum_to, unbroadcast, wrap, xp_of
 from engine.tensor import Tensor
 
-__all__ = ["matmul", "mm", "bmm", "mv", "dot", "vdot", "outer", "ger", "einsum", "inner",
-           "tensordot", "linear"]
+__all__ = [
+    "bmm",
+    "dot",
+    "einsum",
+    "ger",
+    "inner",
+    "linear",
+    "matmul",
+    "mm",
+    "mv",
+    "outer",
+    "tensordot",
+    "vdot",
+]
 
 
 def _mT(x: Tensor) -> Tensor:

@@ -17,9 +17,34 @@ from engine.dtypes import get_default_dtype, to_dtype
 from engine.ops._util import attach, named, norm_dim, norm_dims, wrap, xp_of
 from engine.tensor import Tensor
 
-__all__ = ["sum", "mean", "var", "std", "var_mean", "std_mean", "prod", "max", "min", "amax",
-           "amin", "argmax", "argmin", "logsumexp", "softmax", "log_softmax", "norm", "cumsum",
-           "cumprod", "any", "all", "topk", "sort", "argsort", "count_nonzero", "expand_back"]
+__all__ = [
+    "all",
+    "amax",
+    "amin",
+    "any",
+    "argmax",
+    "argmin",
+    "argsort",
+    "count_nonzero",
+    "cumprod",
+    "cumsum",
+    "expand_back",
+    "log_softmax",
+    "logsumexp",
+    "max",
+    "mean",
+    "min",
+    "norm",
+    "prod",
+    "softmax",
+    "sort",
+    "std",
+    "std_mean",
+    "sum",
+    "topk",
+    "var",
+    "var_mean",
+]
 
 _builtin_sum = builtins.sum
 _MinMax = namedtuple("return_types", ["values", "indices"])
@@ -42,7 +67,7 @@ def _numel(shape: tuple, dims: tuple) -> int:
     return n
 
 
-def sum(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:  # noqa: A001
+def sum(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
     """Sum over ``dim`` (all dims when None); bool and int inputs sum in int64, as torch."""
     d = input._data
     dims = norm_dims(dim, d.ndim) if dim is not None else None
@@ -199,12 +224,12 @@ def _amaxmin(input: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
     return r
 
 
-def max(input: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+def max(input: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
     """max(), max(dim, keepdim) -> (values, indices), or max(other) = maximum."""
     return _max_min(input, dim, keepdim, True)
 
 
-def min(input: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
+def min(input: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
     return _max_min(input, dim, keepdim, False)
 
 
@@ -409,14 +434,14 @@ def cumprod(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
     return r
 
 
-def any(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001
+def any(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     d = input._data
     xp = xp_of(input)
     return wrap(xp.asarray(d.any(axis=None if dim is None else norm_dims(dim, d.ndim),
                                  keepdims=keepdim)))
 
 
-def all(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001
+def all(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     d = input._data
     xp = xp_of(input)
     return wrap(xp.asarray(d.all(axis=None if dim is None else norm_dims(dim, d.ndim),
@@ -459,7 +484,7 @@ def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool
     return wrap(i.astype(np.int64, copy=False))
 
 
-def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
     """The k largest (or smallest) values along ``dim`` and their indices."""
     d = input._data
     dim = norm_dim(dim, d.ndim)

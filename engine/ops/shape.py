@@ -6,7 +6,8 @@ version counter with their input, as torch's views do.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,11 +15,46 @@ from engine.autograd.grad_mode import STATE
 from engine.ops._util import as_t, attach, mark_view, named, norm_dim, prep2, wrap, xp_of
 from engine.tensor import Tensor
 
-__all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes", "t",
-           "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "repeat", "tile",
-           "cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "narrow", "flip",
-           "roll", "tril", "triu", "pad", "contiguous", "movedim", "clone", "view_as",
-           "reshape_as", "hstack", "vstack", "atleast_1d", "broadcast_tensors", "meshgrid"]
+__all__ = [
+    "atleast_1d",
+    "broadcast_tensors",
+    "broadcast_to",
+    "cat",
+    "chunk",
+    "clone",
+    "concat",
+    "concatenate",
+    "contiguous",
+    "expand",
+    "expand_as",
+    "flatten",
+    "flip",
+    "hstack",
+    "meshgrid",
+    "movedim",
+    "narrow",
+    "pad",
+    "permute",
+    "repeat",
+    "reshape",
+    "reshape_as",
+    "roll",
+    "split",
+    "squeeze",
+    "stack",
+    "swapaxes",
+    "t",
+    "tile",
+    "transpose",
+    "tril",
+    "triu",
+    "unbind",
+    "unflatten",
+    "unsqueeze",
+    "view",
+    "view_as",
+    "vstack",
+]
 
 
 def _shape_arg(shape: tuple) -> tuple:

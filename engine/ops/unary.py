@@ -6,7 +6,8 @@ float dtype, as in torch. Backward formulas reuse the output where torch does.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -15,10 +16,46 @@ from engine.ops._util import attach, float_array, masked_grad, named, wrap, xp_o
 from engine.ops.elementwise import where
 from engine.tensor import Tensor
 
-__all__ = ["neg", "negative", "abs", "sign", "exp", "log", "log1p", "expm1", "log2", "log10",
-           "sqrt", "rsqrt", "square", "reciprocal", "sin", "cos", "tan", "tanh", "sigmoid",
-           "relu", "gelu", "silu", "softplus", "erf", "floor", "ceil", "round", "trunc",
-           "frac", "exp2", "leaky_relu", "elu", "logit", "atan", "asin", "acos", "sinh", "cosh"]
+__all__ = [
+    "abs",
+    "acos",
+    "asin",
+    "atan",
+    "ceil",
+    "cos",
+    "cosh",
+    "elu",
+    "erf",
+    "exp",
+    "exp2",
+    "expm1",
+    "floor",
+    "frac",
+    "gelu",
+    "leaky_relu",
+    "log",
+    "log1p",
+    "log2",
+    "log10",
+    "logit",
+    "neg",
+    "negative",
+    "reciprocal",
+    "relu",
+    "round",
+    "rsqrt",
+    "sigmoid",
+    "sign",
+    "silu",
+    "sin",
+    "sinh",
+    "softplus",
+    "sqrt",
+    "square",
+    "tan",
+    "tanh",
+    "trunc",
+]
 
 
 _NODE_NAMES = {"log1p": "Log1PBackward0", "square": "PowBackward0"}  # torch's spelling
@@ -136,7 +173,7 @@ def _neg_fwd(xp: Any, d: Any) -> Any:
 neg = _unary("neg", _neg_fwd, lambda g, x, o: -g, float_op=False,
              fast=lambda xp, g, x, o: xp.negative(g))
 negative = neg
-abs = _unary("abs", lambda xp, d: xp.abs(d), lambda g, x, o: g * sign(x), float_op=False,  # noqa: A001
+abs = _unary("abs", lambda xp, d: xp.abs(d), lambda g, x, o: g * sign(x), float_op=False,
              save_in=True, fast=lambda xp, g, x, o: _f_mul_into(xp.sign(x), g))
 sign = _unary("sign", lambda xp, d: xp.sign(d), None, float_op=False)
 exp = _unary("exp", lambda xp, d: xp.exp(d), lambda g, x, o: g * o, save_out=True,
@@ -190,7 +227,7 @@ frac = _unary("frac", lambda xp, d: d - xp.trunc(d), lambda g, x, o: g, float_op
 _round0 = _unary("round", lambda xp, d: xp.round(d), None, float_op=False)
 
 
-def round(input: Tensor, *, decimals: int = 0) -> Tensor:  # noqa: A001
+def round(input: Tensor, *, decimals: int = 0) -> Tensor:
     """Round half to even, like torch.round."""
     if decimals == 0:
         return _round0(input)

@@ -112,7 +112,7 @@ def test_scatter_reduce(helper_test_op, reduce, include_self, dim):
     inp = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [0.5, 1.0, -2.0]])
     src = np.array([[0.5, 3.0, 2.0], [0.5, 0.0, -0.75]])
     if reduce in ("amax", "amin"):
-        src[0, 0] = inp[0, 0] if dim == 0 else inp[0, 0]  # a tie with self at [0, 0]
+        src[0, 0] = inp[0, 0]  # a tie with self at [0, 0]
     if reduce == "prod" and dim == 1:
         inp[2, 0] = 0.0  # a zero in self at a position that also receives src
     helper_test_op(lambda m, x, s: m.scatter_reduce(x, dim, m.tensor(idx), s, reduce,

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import engine  # noqa: E402
+import engine
 
 SET = settings(max_examples=60, deadline=None, derandomize=True)
 DTYPES = ["float32", "float64", "int32", "int64", "bool"]
