@@ -83,3 +83,39 @@ def test_seed_reproducible_and_param_untracked():
     np.testing.assert_array_equal(a, p._data)
     init.normal_(p)  # a leaf that requires grad may be re-initialized
     assert p.requires_grad and p.grad_fn is None
+
+
+DEFAULT_INITS = [
+    ("Linear", (600, 400), {}),
+    ("Conv2d", (64, 32, 5), {}),
+    ("Conv1d", (48, 40, 7), {}),
+    ("ConvTranspose2d", (32, 48, 4), {}),
+    ("Bilinear", (30, 40, 50), {}),
+    ("Embedding", (1000, 64), {}),
+    ("LSTM", (64, 128), {"num_layers": 2}),
+    ("GRU", (64, 128), {}),
+    ("MultiheadAttention", (256, 4), {}),
+    ("BatchNorm2d", (64,), {}),
+    ("LayerNorm", (128,), {}),
+]
+
+
+@pytest.mark.parametrize("name,args,kw", DEFAULT_INITS, ids=[n for n, _, _ in DEFAULT_INITS])
+def test_default_init_matches_torch_distribution(torch, name, args, kw):
+    """Every parameter of a freshly built layer: same bounds, mean and spread as torch's."""
+    engine.manual_seed(0)
+    torch.manual_seed(0)
+    ep = dict(getattr(nn, name)(*args, **kw).named_parameters())
+    tp = {k: v.detach().numpy() for k, v in getattr(torch.nn, name)(*args, **kw).named_parameters()}
+    assert list(ep) == list(tp)
+    for key, p in ep.items():
+        a, b = np.asarray(p._data, dtype=np.float64), tp[key].astype(np.float64)
+        assert a.shape == b.shape and p._data.dtype == np.float32, key
+        if b.std() == 0:  # constants (zeros, ones)
+            np.testing.assert_array_equal(a, b, err_msg=key)
+            continue
+        n = b.size
+        assert abs(a.mean() - b.mean()) < 6 * b.std() / np.sqrt(n), key
+        assert abs(a.std() / b.std() - 1) < 5 / np.sqrt(n), key  # ~5 standard errors of the ratio
+        if name != "Embedding":  # uniform inits share their support: max |x| near the same bound
+            assert abs(np.abs(a).max() / np.abs(b).max() - 1) < max(0.01, 20 / n), key

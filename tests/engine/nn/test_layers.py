@@ -56,3 +56,23 @@ def test_bilinear(torch, oracle, rng):
     em, tm = nn.Bilinear(3, 4, 5).double(), torch.nn.Bilinear(3, 4, 5).double()
     oracle.copy_weights(em, tm)
     oracle.compare(em, tm, rng.standard_normal((6, 3)), rng.standard_normal((6, 4)))
+
+
+def test_functional_linear_double_backward_and_shapes(torch, rng):
+    """The fused linear: 1-D and 4-D inputs, and create_graph through its backward."""
+    from engine.nn import functional as F
+
+    w, b = rng.standard_normal((3, 5)), rng.standard_normal(3)
+    for shape in [(5,), (2, 3, 4, 5)]:
+        x = rng.standard_normal(shape)
+        ex, ew, eb = (engine.tensor(a, requires_grad=True) for a in (x, w, b))
+        tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        eo, to = F.linear(ex, ew, eb), torch.nn.functional.linear(tx, tw, tb)
+        np.testing.assert_allclose(eo._data, to.detach().numpy(), rtol=1e-12)
+        (eg,) = engine.autograd.grad(eo.pow(2).sum(), [ex], create_graph=True)
+        (tg,) = torch.autograd.grad(to.pow(2).sum(), [tx], create_graph=True)
+        np.testing.assert_allclose(eg._data, tg.detach().numpy(), rtol=1e-12)
+        eg.pow(2).sum().backward()
+        tg.pow(2).sum().backward()
+        for e, t in ((ex, tx), (ew, tw), (eb, tb)):
+            np.testing.assert_allclose(e.grad._data, t.grad.numpy(), rtol=1e-10, atol=1e-12)
