@@ -93,12 +93,13 @@ def _max_blocks(input: Tensor, k: tuple) -> Tensor | None:
     if needs_grad(input):
         def backward(g: Tensor, _: Any) -> tuple:
             gd = g._data
-            gx = xp.zeros((n, c, ho, k[0], wo, k[1]), dtype=gd.dtype)
+            gx = xp.empty((n, c, ho, k[0], wo, k[1]), dtype=gd.dtype)
             free = xp.ones(out_arr.shape, dtype=bool)
+            hit = xp.empty(out_arr.shape, dtype=bool)
             for i, j in offsets:
-                hit = v[:, :, :, i, :, j] == out_arr
+                xp.equal(v[:, :, :, i, :, j], out_arr, out=hit)
                 hit &= free
-                xp.copyto(gx[:, :, :, i, :, j], gd, where=hit)
+                xp.multiply(gd, hit, out=gx[:, :, :, i, :, j])  # (copyto's where= is slow on strided views)
                 free &= ~hit
             full = gx.reshape(n, c, ho * k[0], wo * k[1])
             if full.shape != x.shape:
