@@ -65,7 +65,22 @@ def test_conv_transpose1d(torch, oracle, rng):
     oracle.compare(em, tm, rng.standard_normal((2, 2, 7)))
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv_padding_modes(torch, oracle, rng, mode):
+    for name, kw, shape in [("Conv2d", dict(in_channels=2, out_channels=3, kernel_size=3, padding=(1, 2)), (2, 2, 7, 8)),
+                            ("Conv2d", dict(in_channels=2, out_channels=3, kernel_size=4, padding="same"), (2, 2, 7, 8)),
+                            ("Conv1d", dict(in_channels=2, out_channels=3, kernel_size=3, padding=2, stride=2),
+                             (2, 2, 9))]:
+        em, tm = _twin(torch, oracle, name, dict(kw, padding_mode=mode))
+        oracle.compare(em, tm, rng.standard_normal(shape))
+        assert repr(em) == repr(tm)
+
+
 def test_conv_errors():
+    with pytest.raises(ValueError):
+        nn.Conv2d(3, 4, 3, padding_mode="mirror")
+    with pytest.raises(ValueError):
+        nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
     with pytest.raises(ValueError):
         nn.Conv2d(3, 4, 3, stride=2, padding="same")
     with pytest.raises(ValueError):
