@@ -28,8 +28,6 @@ class Embedding(Module):
                 raise AssertionError("Padding_idx must be within num_embeddings")
             if padding_idx < 0:
                 padding_idx += num_embeddings
-        if max_norm is not None:
-            raise NotImplementedError("Embedding max_norm is not supported")
         if sparse:
             raise NotImplementedError("sparse gradients are not supported")
         self.num_embeddings = num_embeddings
@@ -66,4 +64,10 @@ class Embedding(Module):
         s = f"{self.num_embeddings}, {self.embedding_dim}"
         if self.padding_idx is not None:
             s += f", padding_idx={self.padding_idx}"
+        if self.max_norm is not None:
+            s += f", max_norm={self.max_norm}"
+        if self.norm_type != 2:
+            s += f", norm_type={self.norm_type}"
+        if self.scale_grad_by_freq is not False:
+            s += f", scale_grad_by_freq={self.scale_grad_by_freq}"
         return s

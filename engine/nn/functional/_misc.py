@@ -91,9 +91,25 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
     return (input * Tensor._wrap(keep) + Tensor._wrap((1 - keep) * alpha_p)) * a + b
 
 
+def _embedding_renorm_(weight: Tensor, idx: Any, max_norm: float, norm_type: float) -> None:
+    """torch's embedding_renorm_: in place and without grad, the looked-up rows whose norm exceeds
+    max_norm are scaled to max_norm / (norm + 1e-7); the weight's version counter moves on."""
+    w = weight._data
+    xp = get_array_module(w)
+    rows = xp.unique(idx.reshape(-1))
+    sel = w[rows]
+    norms = xp.linalg.norm(sel, ord=norm_type, axis=1) if norm_type != float("inf") else xp.abs(sel).max(axis=1)
+    over = norms > max_norm
+    if bool(over.any()):
+        scale = (max_norm / (norms[over] + 1e-7)).astype(w.dtype)
+        w[rows[over]] = sel[over] * scale[:, None]
+        weight._vc[0] += 1
+
+
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
-    """Rows of ``weight`` at the integer ``input``; the padding_idx row gets no gradient."""
+    """Rows of ``weight`` at the integer ``input``; the padding_idx row gets no gradient. With
+    ``max_norm`` the looked-up rows are first renormalized in place, as torch."""
     idx = input._data
     if idx.dtype.kind not in "iu":
         raise RuntimeError("Expected tensor for argument #1 'indices' to have an integer scalar type")
@@ -104,6 +120,8 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
         padding_idx += num
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
         raise IndexError("index out of range in self")
+    if max_norm is not None:
+        _embedding_renorm_(weight, idx, float(max_norm), float(norm_type))
     out = wrap(w[idx])
     if needs_grad(weight):
         def backward(g: Tensor, _: Any) -> tuple:

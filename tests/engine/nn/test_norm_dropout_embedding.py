@@ -180,3 +180,24 @@ def test_scaled_dot_product_attention(torch, rng):
         eo.sum().backward(), to.sum().backward()
         for a, b in zip(ein, tin):
             np.testing.assert_allclose(a.grad._data, b.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0])
+def test_embedding_max_norm(torch, rng, norm_type):
+    """Rows looked up are renormalized in place (and only those), then gradients flow as usual."""
+    w = rng.standard_normal((10, 4)) * 3
+    em = nn.Embedding(10, 4, max_norm=1.5, norm_type=norm_type).double()
+    tm = torch.nn.Embedding(10, 4, max_norm=1.5, norm_type=norm_type).double()
+    em.weight._data[...] = w
+    with torch.no_grad():
+        tm.weight.copy_(torch.tensor(w))
+    idx = np.array([[1, 3, 3], [7, 1, 0]])
+    eo, to = em(engine.tensor(idx)), tm(torch.tensor(idx))
+    np.testing.assert_allclose(eo._data, to.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(em.weight._data, tm.weight.detach().numpy(), rtol=1e-12)
+    assert np.array_equal(em.weight._data[2], w[2])  # untouched row
+    g = rng.standard_normal(to.shape)
+    (eo * engine.tensor(g)).sum().backward()
+    (to * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(em.weight.grad._data, tm.weight.grad.numpy(), rtol=1e-12)
+    assert repr(em) == repr(tm)
