@@ -48,11 +48,15 @@ class Ranks:
 
     def decide(self, code: int) -> int:
         """Rank 0's ``code`` on every rank."""
+        return int(self.from_main(code))
+
+    def from_main(self, value: float) -> float:
+        """Rank 0's ``value`` on every rank (rank 0 alone evaluates and decides)."""
         if self.world == 1:
-            return code
-        t = engine.tensor([code if self.main else 0], dtype=engine.int64)
+            return value
+        t = engine.tensor([value if self.main else 0], dtype=engine.float64)
         dist.broadcast(t, src=0)
-        return int(t.item())
+        return t.item()
 
     def mean(self, value: float) -> float:
         """The mean of a per-rank scalar (the global batch's loss from each shard's)."""

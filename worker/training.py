@@ -288,6 +288,8 @@ class TrainingLoop:
         self.heads = make_heads(training, claim.model_spec)
         self.optimizer = build_optimizer(self.model.parameters(), training["optimizer"])
         self.scheduler = build_scheduler(self.optimizer, training.get("scheduler"))
+        # OneCycleLR and CyclicLR count optimizer steps; the others count epochs
+        self.per_step_schedule = type(self.scheduler).__name__ in ("OneCycleLR", "CyclicLR")
         x = engine.tensor(claim.inputs, dtype=engine.float32, device=self.device)
         ys = [heads_of(claim.targets, h.target, h.task, self.device) for h in self.heads]
         if claim.val_data is not None:
@@ -347,8 +349,12 @@ class TrainingLoop:
             self.final = {"train_loss": p["loss_sum"] / max(p["seen"], 1)}
             if len(self.x_val) and self.ranks.main:
                 self.final.update(evaluate(self.model, self.heads, self.x_val, self.y_val, self.batch_size))
-            if self.scheduler is not None:
-                self.scheduler.step()
+            if self.scheduler is not None and not self.per_step_schedule:
+                if isinstance(self.scheduler, optim.lr_scheduler.ReduceLROnPlateau):
+                    watched = self.ranks.from_main(float(self.final.get("val_loss", self.final["train_loss"])))
+                    self.scheduler.step(watched)
+                else:
+                    self.scheduler.step()
             stop = bool(self.ranks.decide(int(self._early_stop())))
             self.checkpoint(epoch_metrics=self.final)
             if p["epoch"] == epochs or stop:
@@ -420,6 +426,8 @@ class TrainingLoop:
         if self.training.get("clip_grad_norm"):
             nn.utils.clip_grad_norm_(self.model.parameters(), self.training["clip_grad_norm"])
         self.optimizer.step()
+        if self.per_step_schedule:
+            self.scheduler.step()
         value = self.ranks.mean(loss.item())
         p["step"] += 1
         p["batch"] += 1

@@ -28,6 +28,8 @@ CLASS_LOSSES = ("CrossEntropyLoss", "NLLLoss", "MultiMarginLoss")
 VALUE_LOSSES = ("MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "BCEWithLogitsLoss")
 CLASS_METRICS = ("accuracy", "precision", "recall", "f1", "confusion_matrix")
 VALUE_METRICS = ("mse", "mae", "r2")
+# schedulers whose arguments are functions or other schedulers: not expressible in JSON
+NOT_FROM_JSON = ("LRScheduler", "LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler")
 _TOPK = re.compile(r"^top([1-9][0-9]?)_accuracy$")
 
 
@@ -152,9 +154,9 @@ def _check_scheduler(body: JobCreate) -> None:
         return
     loc = ["body", "training", "scheduler"]
     cls = getattr(lr_scheduler, sched.type, None)
-    if not (isinstance(cls, type) and issubclass(cls, lr_scheduler.LRScheduler)) or sched.type in ("LRScheduler", "LambdaLR"):
+    if not (isinstance(cls, type) and issubclass(cls, lr_scheduler.LRScheduler)) or sched.type in NOT_FROM_JSON:
         names = [n for n in dir(lr_scheduler) if isinstance(getattr(lr_scheduler, n), type)
-                 and issubclass(getattr(lr_scheduler, n), lr_scheduler.LRScheduler) and n not in ("LRScheduler", "LambdaLR")]
+                 and issubclass(getattr(lr_scheduler, n), lr_scheduler.LRScheduler) and n not in NOT_FROM_JSON]
         raise FieldError(loc + ["type"], f"unknown scheduler {sched.type[:80]!r}; known: {', '.join(sorted(names))}")
     _check_args(loc, cls, dict(sched.model_extra or {}), skip=("optimizer", "last_epoch", "verbose"))
 
