@@ -50,8 +50,12 @@ class RNNBase(Module):
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
-        if proj_size:
-            raise NotImplementedError("proj_size is not supported")
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if not 0 <= dropout <= 1:
             raise ValueError("dropout should be a number in range [0, 1]")
         self.mode = mode
@@ -65,14 +69,17 @@ class RNNBase(Module):
         self.proj_size = proj_size
         gate = _GATES[mode] * hidden_size
         dirs = 2 if bidirectional else 1
+        real_hidden = proj_size or hidden_size
         self._flat_weights_names = []
         for layer in range(num_layers):
             for d in range(dirs):
-                in_size = input_size if layer == 0 else hidden_size * dirs
+                in_size = input_size if layer == 0 else real_hidden * dirs
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                shapes = [("weight_ih", (gate, in_size)), ("weight_hh", (gate, hidden_size))]
+                shapes = [("weight_ih", (gate, in_size)), ("weight_hh", (gate, real_hidden))]
                 if bias:
                     shapes += [("bias_ih", (gate,)), ("bias_hh", (gate,))]
+                if proj_size:
+                    shapes.append(("weight_hr", (proj_size, hidden_size)))
                 for name, shape in shapes:
                     setattr(self, name + sfx, Parameter(_empty(*shape, device=device, dtype=dtype)))
                     self._flat_weights_names.append(name + sfx)
@@ -86,7 +93,8 @@ class RNNBase(Module):
     def _weights(self, layer: int, d: int) -> tuple:
         sfx = f"_l{layer}" + ("_reverse" if d else "")
         get = lambda n: getattr(self, n + sfx) if self.bias or n.startswith("weight") else None
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        w_hr = getattr(self, "weight_hr" + sfx) if self.proj_size else None
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), w_hr
 
     def _run(self, input: Tensor, hx: Any) -> tuple:
         lstm = self.mode == "LSTM"
@@ -97,6 +105,8 @@ class RNNBase(Module):
         if hx is None:
             zeros = engine.zeros(self.num_layers * dirs, n, self.hidden_size, dtype=x.dtype, device=x.device)
             h0, c0 = zeros, (zeros if lstm else None)
+            if self.proj_size:
+                h0 = engine.zeros(self.num_layers * dirs, n, self.proj_size, dtype=x.dtype, device=x.device)
         else:
             h0, c0 = hx if lstm else (hx, None)
             if unbatched:
@@ -106,13 +116,15 @@ class RNNBase(Module):
         for layer in range(self.num_layers):
             outs = []
             for d in range(dirs):
-                w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, d)
                 h = h0[layer * dirs + d]
                 if lstm:
-                    ys = lstm_layer(x, h, c0[layer * dirs + d], w_ih, w_hh, b_ih, b_hh, reverse=bool(d))
-                    outs.append(ys[:seq])
-                    h_n.append(ys[0] if d else ys[seq - 1])
-                    c_n.append(ys[seq])
+                    ys = lstm_layer(x, h, c0[layer * dirs + d], w_ih, w_hh, b_ih, b_hh, bool(d), w_hr)
+                    size = seq * n * h.shape[-1]
+                    steps = ys[:size].reshape(seq, n, h.shape[-1])
+                    outs.append(steps)
+                    h_n.append(steps[0] if d else steps[seq - 1])
+                    c_n.append(ys[size:].reshape(n, self.hidden_size))
                     continue
                 xw = x.matmul(w_ih.t())
                 if b_ih is not None:
@@ -143,6 +155,8 @@ class RNNBase(Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.bias is not True:

@@ -28,26 +28,33 @@ def _sigmoid(xp: Any, a: Any) -> Any:
 
 
 def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-               b_hh: Tensor | None, reverse: bool = False) -> Tensor:
-    """Runs one LSTM direction over (T, N, I) input from (N, H) states.
+               b_hh: Tensor | None, reverse: bool = False, w_hr: Tensor | None = None) -> Tensor:
+    """Runs one LSTM direction over (T, N, I) input from states h0 (N, P) and c0 (N, H).
 
-    Returns one (T + 1, N, H) Tensor: steps 0..T-1 are the outputs h_t (in input order,
-    also when ``reverse``) and step T is the final cell state c_n; h_n is output step
-    T-1 (or 0 when ``reverse``). One op, so one autograd node for the whole sequence.
+    ``w_hr`` (P, H) is torch's projection (proj_size): h_t = (o * tanh(c_t)) W_hr^T; without it
+    P = H. Returns one flat Tensor of T*N*P + N*H values: the outputs h_t as (T, N, P) in input
+    order (also when ``reverse``), then the final cell state c_n (N, H); h_n is output step T-1
+    (or 0 when ``reverse``). One op, so one autograd node for the whole sequence.
     """
     x, w1, w2 = input._data, w_ih._data, w_hh._data
     xp = get_array_module(x)
     t_len, n, _ = x.shape
-    hid = w2.shape[1]
+    hid = w1.shape[0] // 4
+    wr = None if w_hr is None else w_hr._data
+    proj = hid if wr is None else wr.shape[0]
     xw = (x.reshape(t_len * n, -1) @ xp.ascontiguousarray(w1.T)).reshape(t_len, n, 4 * hid)
     if b_ih is not None:
         xw += b_ih._data
     if b_hh is not None:
         xw += b_hh._data
-    w2t = xp.ascontiguousarray(w2.T)  # (H, 4H): BLAS is much faster on contiguous operands here
+    w2t = xp.ascontiguousarray(w2.T)  # (P, 4H): BLAS is much faster on contiguous operands here
+    wrt = None if wr is None else xp.ascontiguousarray(wr.T)
     acts = xw  # overwritten in place, step by step, with the gate activations i, f, g, o
-    ys = xp.empty((t_len + 1, n, hid), dtype=x.dtype)
+    size = t_len * n * proj
+    flat = xp.empty(size + n * hid, dtype=x.dtype)
+    ys = flat[:size].reshape(t_len, n, proj)
     cs = xp.empty((t_len, n, hid), dtype=x.dtype)  # c_t after each step
+    hs = ys if wr is None else xp.empty((t_len, n, hid), dtype=x.dtype)  # o * tanh(c_t), before projection
     h, c = h0._data, c0._data
     order = range(t_len - 1, -1, -1) if reverse else range(t_len)
     for t in order:
@@ -60,23 +67,29 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
         c_new = cs[t]
         xp.multiply(f, c, out=c_new)
         c_new += i * g
-        h = ys[t]
+        h = hs[t]
         xp.tanh(c_new, out=h)
         h *= o
+        if wr is not None:
+            h = xp.matmul(h, wrt, out=ys[t])
         c = c_new
-    ys[t_len] = c
-    out = wrap(ys)
-    if not needs_grad(input, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    flat[size:] = c.reshape(-1)
+    out = wrap(flat)
+    if not needs_grad(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
         return out
     h0d, c0d = h0._data, c0._data
 
     def backward(grad: Tensor, _: Any) -> tuple:
-        gy = grad._data
+        gy = grad._data[:size].reshape(t_len, n, proj)
         d_gates = xp.empty_like(acts)
-        dh = xp.zeros((n, hid), dtype=x.dtype)
-        dc = gy[t_len].astype(x.dtype, copy=True)
+        dhs = None if wr is None else xp.empty((t_len, n, proj), dtype=x.dtype)  # dL/dh_t, projected side
+        dh = xp.zeros((n, proj), dtype=x.dtype)
+        dc = grad._data[size:].reshape(n, hid).astype(x.dtype, copy=True)
         for t in reversed(order):
             dh += gy[t]
+            if wr is not None:
+                dhs[t] = dh
+                dh = dh @ wr  # back through the projection: (N, H)
             a = acts[t]
             i, f, g, o = a[:, :hid], a[:, hid:2 * hid], a[:, 2 * hid:3 * hid], a[:, 3 * hid:]
             c_prev = cs[t - 1] if (t > 0 and not reverse) else (cs[t + 1] if (reverse and t < t_len - 1) else c0d)
@@ -97,22 +110,25 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
             dg_all[:, 2 * hid:3 * hid] *= 1.0 - g * g
             dc *= f
             dh = dg_all @ w2
-        flat = d_gates.reshape(t_len * n, 4 * hid)
-        gx = (flat @ w1).reshape(x.shape) if input.requires_grad else None
-        gw_ih = flat.T @ x.reshape(t_len * n, -1) if w_ih.requires_grad else None
+        fg = d_gates.reshape(t_len * n, 4 * hid)
+        gx = (fg @ w1).reshape(x.shape) if input.requires_grad else None
+        gw_ih = fg.T @ x.reshape(t_len * n, -1) if w_ih.requires_grad else None
         gw_hh = None
         if w_hh.requires_grad:
             if reverse:
                 h_prev = xp.concatenate([ys[1:t_len], h0d[None]], 0)
             else:
                 h_prev = xp.concatenate([h0d[None], ys[:t_len - 1]], 0)
-            gw_hh = flat.T @ h_prev.reshape(t_len * n, hid)
-        gb = flat.sum(0) if (b_ih is not None and b_ih.requires_grad) or \
+            gw_hh = fg.T @ h_prev.reshape(t_len * n, proj)
+        gw_hr = None
+        if wr is not None and w_hr.requires_grad:
+            gw_hr = dhs.reshape(t_len * n, proj).T @ hs.reshape(t_len * n, hid)
+        gb = fg.sum(0) if (b_ih is not None and b_ih.requires_grad) or \
             (b_hh is not None and b_hh.requires_grad) else None
         res = (gx, dh if h0.requires_grad else None, dc if c0.requires_grad else None, gw_ih, gw_hh,
                gb if b_ih is not None and b_ih.requires_grad else None,
-               None if gb is None or b_hh is None or not b_hh.requires_grad else gb.copy())
+               None if gb is None or b_hh is None or not b_hh.requires_grad else gb.copy(), gw_hr)
         return tuple(None if r is None else wrap(r) for r in res)
 
-    attach(out, (input, h0, c0, w_ih, w_hh, b_ih, b_hh), backward, "LstmBackward")
+    attach(out, (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr), backward, "LstmBackward")
     return out

@@ -93,6 +93,7 @@ DEFAULT_INITS = [
     ("Bilinear", (30, 40, 50), {}),
     ("Embedding", (1000, 64), {}),
     ("LSTM", (64, 128), {"num_layers": 2}),
+    ("LSTM", (64, 128), {"proj_size": 32, "bidirectional": True}),
     ("GRU", (64, 128), {}),
     ("MultiheadAttention", (256, 4), {}),
     ("BatchNorm2d", (64,), {}),

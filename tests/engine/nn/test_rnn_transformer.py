@@ -40,6 +40,7 @@ RNNS = [
     ("LSTM", dict()),
     ("LSTM", dict(num_layers=2, bidirectional=True, batch_first=True)),
     ("LSTM", dict(bidirectional=True, bias=False)),
+    ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=2)),
     ("GRU", dict()),
     ("GRU", dict(num_layers=2, bidirectional=True)),
 ]
@@ -54,9 +55,9 @@ def test_recurrent(torch, oracle, rng, name, kw):
     x = rng.standard_normal((2, 5, 3) if kw.get("batch_first") else (5, 2, 3))
     _compare(torch, em, tm, [x])
     dirs = 2 if kw.get("bidirectional") else 1
-    h0 = rng.standard_normal((kw.get("num_layers", 1) * dirs, 2, 4))
+    h0 = rng.standard_normal((kw.get("num_layers", 1) * dirs, 2, kw.get("proj_size") or 4))
     if name == "LSTM":
-        c0 = rng.standard_normal(h0.shape)
+        c0 = rng.standard_normal(h0.shape[:2] + (4,))
         _compare(torch, em, tm, [x, h0, c0], call=lambda m, a, h, c: m(a, (h, c)))
     else:
         _compare(torch, em, tm, [x, h0])
