@@ -35,7 +35,8 @@ def _to_additive(mask: Tensor | None, like: Tensor) -> Tensor | None:
 
 
 class MultiheadAttention(Module):
-    """Multi-head attention with a packed in_proj_weight (3E, E) and out_proj (E, E)."""
+    """Multi-head attention with a packed in_proj_weight (3E, E) (or q/k/v_proj_weight when kdim or
+    vdim differ from embed_dim), optional bias_k/bias_v and zero attention, and out_proj (E, E)."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
@@ -45,38 +46,57 @@ class MultiheadAttention(Module):
             raise ValueError("embed_dim and num_heads must be greater than 0")
         if embed_dim % num_heads:
             raise AssertionError("embed_dim must be divisible by num_heads")
-        if (kdim not in (None, embed_dim)) or (vdim not in (None, embed_dim)) or add_bias_kv or add_zero_attn:
-            raise NotImplementedError("kdim/vdim != embed_dim, add_bias_kv and add_zero_attn are not supported")
+        kw = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
-        self.kdim = self.vdim = embed_dim
-        self._qkv_same_embed_dim = True
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
         self.num_heads = num_heads
         self.dropout = dropout
         self.batch_first = batch_first
         self.head_dim = embed_dim // num_heads
-        self.in_proj_weight = Parameter(_empty(3 * embed_dim, embed_dim, device=device, dtype=dtype))
-        self.register_parameter("q_proj_weight", None)
-        self.register_parameter("k_proj_weight", None)
-        self.register_parameter("v_proj_weight", None)
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = Parameter(_empty(3 * embed_dim, embed_dim, **kw))
+            self.register_parameter("q_proj_weight", None)
+            self.register_parameter("k_proj_weight", None)
+            self.register_parameter("v_proj_weight", None)
+        else:
+            self.q_proj_weight = Parameter(_empty(embed_dim, embed_dim, **kw))
+            self.k_proj_weight = Parameter(_empty(embed_dim, self.kdim, **kw))
+            self.v_proj_weight = Parameter(_empty(embed_dim, self.vdim, **kw))
+            self.register_parameter("in_proj_weight", None)
         if bias:
             self.in_proj_bias = Parameter(_empty(3 * embed_dim, device=device, dtype=dtype))
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, device=device, dtype=dtype)
-        self.bias_k = self.bias_v = None
+        if add_bias_kv:
+            self.bias_k = Parameter(_empty(1, 1, embed_dim, **kw))
+            self.bias_v = Parameter(_empty(1, 1, embed_dim, **kw))
+        else:
+            self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        init.xavier_uniform_(self.in_proj_weight)
+        if self._qkv_same_embed_dim:
+            init.xavier_uniform_(self.in_proj_weight)
+        else:
+            init.xavier_uniform_(self.q_proj_weight)
+            init.xavier_uniform_(self.k_proj_weight)
+            init.xavier_uniform_(self.v_proj_weight)
         if self.in_proj_bias is not None:
             init.constant_(self.in_proj_bias, 0.0)
             init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            init.xavier_normal_(self.bias_k)
+            init.xavier_normal_(self.bias_v)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,
                 need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple:
         unbatched = query.dim() == 2
+        self_attn = query is key and key is value
         if unbatched:
             query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
             if key_padding_mask is not None:
@@ -87,21 +107,36 @@ class MultiheadAttention(Module):
         src = key.shape[0]
         h = self.num_heads
         b_q = b_k = b_v = None
-        if query is key and key is value:  # self-attention: one in-projection GEMM
+        if self_attn and self._qkv_same_embed_dim:  # self-attention: one in-projection GEMM
             qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
             q, k, v = qkv[..., :e], qkv[..., e:2 * e], qkv[..., 2 * e:]
         else:
-            w_q, w_k, w_v = self.in_proj_weight.chunk(3, 0)
+            if self._qkv_same_embed_dim:
+                w_q, w_k, w_v = self.in_proj_weight.chunk(3, 0)
+            else:
+                w_q, w_k, w_v = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
             if self.in_proj_bias is not None:
                 b_q, b_k, b_v = self.in_proj_bias.chunk(3, 0)
             q, k, v = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
         if is_causal and attn_mask is None:
             attn_mask = engine.ones(tgt, src, dtype=engine.bool_).triu(1)
         mask = _to_additive(attn_mask, q)
+        kpm = None if key_padding_mask is None else _to_additive(key_padding_mask, q)
+        extra = []  # torch appends bias_k/bias_v, then a zero key/value; masks grow by unmasked columns
+        if self.bias_k is not None:
+            extra.append((self.bias_k.repeat(1, n, 1), self.bias_v.repeat(1, n, 1)))
+        if self.add_zero_attn:
+            z = engine.zeros(1, n, e, dtype=q.dtype, device=q.device)
+            extra.append((z, z))
+        for ek, ev in extra:
+            k, v = engine.cat([k, ek], 0), engine.cat([v, ev], 0)
+            src += 1
+            mask = None if mask is None else F.pad(mask, (0, 1))
+            kpm = None if kpm is None else F.pad(kpm, (0, 1))
         if mask is not None and mask.dim() == 3:
             mask = mask.reshape(n, h, tgt, src)
-        if key_padding_mask is not None:
-            kpm = _to_additive(key_padding_mask, q).reshape(n, 1, 1, src)
+        if kpm is not None:
+            kpm = kpm.reshape(n, 1, 1, src)
             mask = kpm if mask is None else mask + kpm
         dropout_p = self.dropout if self.training else 0.0
         out, attn = multi_head_attention_core(q, k, v, h, mask, dropout_p, need_weights)

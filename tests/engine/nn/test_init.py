@@ -96,6 +96,7 @@ DEFAULT_INITS = [
     ("LSTM", (64, 128), {"proj_size": 32, "bidirectional": True}),
     ("GRU", (64, 128), {}),
     ("MultiheadAttention", (256, 4), {}),
+    ("MultiheadAttention", (256, 4), {"kdim": 128, "vdim": 64, "add_bias_kv": True}),
     ("BatchNorm2d", (64,), {}),
     ("LayerNorm", (128,), {}),
 ]

@@ -92,6 +92,28 @@ def test_multihead_attention(torch, oracle, rng, batch_first):
                                                            else torch.tensor(bool_mask))))
 
 
+@pytest.mark.parametrize("kw", [{"kdim": 5, "vdim": 7}, {"add_bias_kv": True}, {"add_zero_attn": True},
+                                {"kdim": 5, "vdim": 6, "add_bias_kv": True, "add_zero_attn": True, "bias": False}])
+def test_multihead_attention_variants(torch, oracle, rng, kw):
+    em, tm = nn.MultiheadAttention(8, 2, **kw).double(), torch.nn.MultiheadAttention(8, 2, **kw).double()
+    assert list(em.state_dict()) == list(tm.state_dict())
+    assert [tuple(p.shape) for p in em.parameters()] == [tuple(p.shape) for p in tm.parameters()]
+    oracle.copy_weights(em, tm)
+    q = rng.standard_normal((5, 3, 8))
+    k = rng.standard_normal((6, 3, kw.get("kdim", 8)))
+    v = rng.standard_normal((6, 3, kw.get("vdim", 8)))
+    _compare(torch, em, tm, [q, k, v])
+    kpm = np.zeros((3, 6), bool)
+    kpm[1, -3:] = True
+    mask = rng.standard_normal((5, 6))
+    _compare(torch, em, tm, [q, k, v, mask],
+             call=lambda m, a, b, c, am: m(a, b, c, attn_mask=am, average_attn_weights=False,
+                                          key_padding_mask=(engine.tensor(kpm) if m is em else torch.tensor(kpm))))
+    if "kdim" not in kw:  # self-attention, batch_first
+        em.batch_first = tm.batch_first = True
+        _compare(torch, em, tm, [q], call=lambda m, a: m(a, a, a))
+
+
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_transformer_encoder(torch, oracle, rng, norm_first):
     kw = dict(d_model=8, nhead=2, dim_feedforward=16, dropout=0.0, norm_first=norm_first, batch_first=True)
