@@ -27,4 +27,19 @@ $PY bench/engine_core.py --device cuda --repeat 3 --json "$LOG_DIR/bench_cuda.js
     2>&1 | tee "$LOG_DIR/bench_cuda.log"
 $PY bench/distributed.py --device cuda --repeat 3 --json "$LOG_DIR/bench_distributed_cuda.json" \
     2>&1 | tee "$LOG_DIR/bench_distributed_cuda.log"
+# The worker's training loop on the GPU (TRAINYARD_DEVICE=cuda, SQLite): training, exact
+# resume from checkpoints, schedulers. GPU_WHEELS names a folder of wheels for the service
+# packages (sqlalchemy, alembic, pydantic-settings) where the GPU machine lacks them.
+if [ -n "${GPU_WHEELS:-}" ]; then
+    $PY -m pip install -q --no-index --find-links "$GPU_WHEELS" --target /tmp/trainyard-deps \
+        sqlalchemy alembic pydantic pydantic-settings && export PYTHONPATH=/tmp/trainyard-deps
+fi
+if $PY -c "import sqlalchemy, alembic, pydantic_settings" 2>/dev/null; then
+    TRAINYARD_DEVICE=cuda $PY -m pytest -q tests/worker/test_training.py tests/worker/test_resume.py \
+        tests/worker/test_schedules.py -p no:cacheprovider -o addopts="--import-mode=importlib -rfE" 2>&1 \
+        | tee "$LOG_DIR/gpu_worker.log" | tail -15
+    [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+else
+    echo "worker GPU check skipped: sqlalchemy/alembic/pydantic-settings not importable (set GPU_WHEELS)"
+fi
 exit "$rc"
