@@ -205,11 +205,33 @@ def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: bool |
         src = np.minimum(np.floor((rows + 0.5) * s).astype(np.int64), in_size - 1)
         m[rows, src] = 1.0
         return m
+    if mode == "area":  # adaptive average pooling windows [floor(i in / out), ceil((i + 1) in / out))
+        start = (rows * in_size) // out_size
+        end = -((-(rows + 1) * in_size) // out_size)
+        pos = np.arange(in_size)
+        return ((pos >= start[:, None]) & (pos < end[:, None])) / (end - start)[:, None]
     if align_corners:
         src = rows * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(out_size)
     else:
         s = (1.0 / scale) if scale else in_size / out_size
-        src = np.maximum((rows + 0.5) * s - 0.5, 0.0)
+        src = (rows + 0.5) * s - 0.5
+        if mode != "cubic":  # torch clamps negative source coordinates except for cubic
+            src = np.maximum(src, 0.0)
+    if mode == "cubic":  # Keys' cubic convolution, A = -0.75, taps clamped at the borders
+        a = -0.75
+        f = np.floor(src)
+        t = src - f
+
+        def near(x: np.ndarray) -> np.ndarray:
+            return ((a + 2) * x - (a + 3)) * x * x + 1
+
+        def far(x: np.ndarray) -> np.ndarray:
+            return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+        for off, wgt in zip((-1, 0, 1, 2), (far(t + 1), near(t), near(1 - t), far(2 - t))):
+            idx = np.clip(f.astype(np.int64) + off, 0, in_size - 1)
+            np.add.at(m, (rows, idx), wgt)
+        return m
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
     frac = src - i0
@@ -221,9 +243,14 @@ def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: bool |
 def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
                 antialias: bool = False) -> Tensor:
-    """Resizes the spatial dims with nearest, nearest-exact, linear, bilinear (separable matmuls)."""
-    if mode not in ("nearest", "nearest-exact", "linear", "bilinear"):
+    """Resizes the spatial dims with nearest, nearest-exact, linear, bilinear, trilinear, bicubic
+    or area (adaptive average), each as one interpolation matrix per axis (separable matmuls)."""
+    modes = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area")
+    if mode not in modes:
         raise NotImplementedError(f"interpolate mode {mode!r} is not supported")
+    if align_corners is not None and mode in ("nearest", "nearest-exact", "area"):
+        raise ValueError("align_corners option can only be set with the interpolating modes: "
+                         "linear | bilinear | bicubic | trilinear")
     if antialias:
         raise NotImplementedError("antialias is not supported")
     spatial = tuple(input.shape[2:])
@@ -235,7 +262,7 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
         sf = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * nd
         sizes = tuple(int(math.floor(s * f)) for s, f in zip(spatial, sf))
         scales = (None,) * nd if recompute_scale_factor else sf
-    lin_mode = "nearest" if mode == "nearest" else ("nearest-exact" if mode == "nearest-exact" else "linear")
+    lin_mode = {"bicubic": "cubic", "bilinear": "linear", "trilinear": "linear"}.get(mode, mode)
     xp = get_array_module(input._data)
     out = input
     for axis, (n_in, n_out, sc) in enumerate(zip(spatial, sizes, scales)):

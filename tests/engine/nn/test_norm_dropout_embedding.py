@@ -201,3 +201,28 @@ def test_embedding_max_norm(torch, rng, norm_type):
     (to * torch.tensor(g)).sum().backward()
     np.testing.assert_allclose(em.weight.grad._data, tm.weight.grad.numpy(), rtol=1e-12)
     assert repr(em) == repr(tm)
+
+
+@pytest.mark.parametrize("kw", [
+    {"size": (9, 11), "mode": "bicubic"}, {"size": (3, 2), "mode": "bicubic"},
+    {"scale_factor": 1.7, "mode": "bicubic"}, {"size": (8, 7), "mode": "bicubic", "align_corners": True},
+    {"size": (3, 2), "mode": "area"}, {"size": (7, 9), "mode": "area"}, {"scale_factor": 0.5, "mode": "area"},
+])
+def test_interpolate_bicubic_area(torch, rng, kw):
+    x = rng.standard_normal((2, 3, 5, 4))
+    ex, tx = engine.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    eo, to = F.interpolate(ex, **kw), torch.nn.functional.interpolate(tx, **kw)
+    np.testing.assert_allclose(eo._data, to.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = rng.standard_normal(to.shape)
+    (eo * engine.tensor(g)).sum().backward()
+    (to * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(ex.grad._data, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_interpolate_trilinear_and_errors(torch, rng):
+    x = rng.standard_normal((1, 2, 3, 4, 5))
+    eo = F.interpolate(engine.tensor(x), size=(4, 3, 6), mode="trilinear")
+    to = torch.nn.functional.interpolate(torch.tensor(x), size=(4, 3, 6), mode="trilinear")
+    np.testing.assert_allclose(eo._data, to.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError):
+        F.interpolate(engine.tensor(x), size=(4, 3, 6), mode="area", align_corners=True)
