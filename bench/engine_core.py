@@ -1,13 +1,16 @@
 """engine core vs torch, side by side in one process: three forward+backward workloads.
 
     python bench/engine_core.py [--device cpu|cuda] [--repeat 5] [--json out.json]
+                                [--only small,matmul,chain] [--torch-threads N]
 
 1. small:  (a * b).sum().backward() on 100-element float32 tensors (per-op overhead)
 2. matmul: (A @ B).backward(G) for 1024x1024 float32 (BLAS-bound)
 3. chain:  a 50-op elementwise chain on 1M float32 elements, then sum().backward()
 
 Each figure is the median (and the min) over ``--repeat`` timed loops, engine and torch
-loops interleaved so that load on a shared machine falls on both (seconds per iteration). torch runs with its default thread count, engine with numpy's
+loops interleaved so that load on a shared machine falls on both (seconds per iteration),
+plus the process CPU time per iteration (robust to load for single-threaded work; for
+torch's OpenMP threads it includes their spinning). torch runs with its default thread count, engine with numpy's
 (OpenBLAS threads for the matmul); the machine's details are printed first.
 """
 from __future__ import annotations
@@ -48,11 +51,13 @@ def _calibrate(fn, lib, device, min_time=0.2):
         n *= 2
 
 
-def _loop(fn, lib, device, n):
-    t0 = time.perf_counter()
+def _loop(fn, lib, device, n, cpu=None):
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n):
         fn()
     _sync(lib, device)
+    if cpu is not None:
+        cpu.append((time.process_time() - c0) / n)
     return (time.perf_counter() - t0) / n
 
 
@@ -61,11 +66,12 @@ def _time_pair(fe, ft, te_lib, tt_lib, device, torch_dev, repeat):
     processes on a shared machine hits both sides alike; median and min per side."""
     ne = _calibrate(fe, te_lib, device)
     nt = _calibrate(ft, tt_lib, torch_dev)
-    re, rt = [], []
+    re, rt, ce, ct = [], [], [], []
     for _ in range(repeat):
-        re.append(_loop(fe, te_lib, device, ne))
-        rt.append(_loop(ft, tt_lib, torch_dev, nt))
-    return (statistics.median(re), min(re)), (statistics.median(rt), min(rt))
+        re.append(_loop(fe, te_lib, device, ne, ce))
+        rt.append(_loop(ft, tt_lib, torch_dev, nt, ct))
+    return ((statistics.median(re), min(re), statistics.median(ce)),
+            (statistics.median(rt), min(rt), statistics.median(ct)))
 
 
 def small(lib, device):
@@ -114,7 +120,7 @@ def chain(lib, device, n=1_000_000, length=50):
 
 def machine() -> dict:
     info = {"python": platform.python_version(), "numpy": np.__version__,
-            "engine_malloc_tuned": engine.backend.MALLOC_TUNED,
+            "engine_malloc_tuned": getattr(engine.backend, "MALLOC_TUNED", None),
             "loadavg_before": os.getloadavg(),
             "platform": platform.platform(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
@@ -141,8 +147,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", default=None)
     ap.add_argument("--only", default=None, help="comma list of small,matmul,chain")
+    ap.add_argument("--torch-threads", type=int, default=None,
+                    help="torch.set_num_threads (default: torch's own, 2 on the dev box)")
     args = ap.parse_args()
     import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     info = machine()
     info["torch"] = torch.__version__
@@ -158,14 +169,16 @@ def main() -> None:
     names = (args.only or "small,matmul,chain").split(",")
     for name in names:
         make = {"small": small, "matmul": matmul, "chain": chain}[name]
-        (te, te_min), (tt, tt_min) = _time_pair(make(engine, args.device), make(torch, torch_dev),
-                                                engine, torch, args.device, torch_dev, args.repeat)
+        (te, te_min, ce), (tt, tt_min, ct) = _time_pair(
+            make(engine, args.device), make(torch, torch_dev), engine, torch, args.device,
+            torch_dev, args.repeat)
         results[name] = {"engine_s": te, "torch_s": tt, "ratio": te / tt,
                          "engine_min_s": te_min, "torch_min_s": tt_min,
-                         "ratio_min": te_min / tt_min, "torch_device": torch_dev}
+                         "ratio_min": te_min / tt_min, "engine_cpu_s": ce, "torch_cpu_s": ct,
+                         "torch_device": torch_dev}
         print(f"{name:7s} engine {te * 1e3:10.4f} ms   torch({torch_dev}) {tt * 1e3:10.4f} ms   "
               f"engine/torch {te / tt:6.2f}x   (min {te_min * 1e3:.4f} vs {tt_min * 1e3:.4f} ms "
-              f"= {te_min / tt_min:.2f}x)", flush=True)
+              f"= {te_min / tt_min:.2f}x; CPU {ce * 1e3:.4f} vs {ct * 1e3:.4f} ms)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "device": args.device, "results": results}, f, indent=2)

@@ -244,6 +244,11 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
     return [captured.get(i) for i in range(len(inputs))]
 
 
+def _writeable(a: Any) -> bool:
+    """numpy's writeable flag; cupy arrays have none and are always writeable."""
+    return getattr(a.flags, "writeable", True)
+
+
 def _accumulate(owned: set, prev: Any, g: Any) -> Any:
     """prev + g: in place into ``prev`` when the engine owns it, else into a fresh owned buffer."""
     if STATE.enabled or prev._rg or g._rg:  # create_graph: record the sum
@@ -291,7 +296,7 @@ def _leaf(t: Any, g: Any, accumulate: bool, want: dict, captured: dict, create_g
     if t.grad is None:
         if create_graph:
             t.grad = g
-        elif own and g._data.flags.writeable and g._data.shape == t._data.shape:
+        elif own and _writeable(g._data) and g._data.shape == t._data.shape:
             t.grad = g  # a fresh buffer nobody else holds: no copy
         else:
             t.grad = type(g)._wrap(g._data.copy())
@@ -299,7 +304,7 @@ def _leaf(t: Any, g: Any, accumulate: bool, want: dict, captured: dict, create_g
         t.grad = t.grad + g
     else:
         gd = t.grad._data
-        if gd.shape == g._data.shape and gd.flags.writeable:
+        if gd.shape == g._data.shape and _writeable(gd):
             gd += g._data
         else:
             t.grad = type(g)._wrap(gd + g._data)

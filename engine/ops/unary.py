@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from engine.autograd.grad_mode import STATE
+from engine.ops._parallel import unary_ufunc
 from engine.ops._util import attach, float_array, masked_grad, named, wrap, xp_of
 from engine.ops.elementwise import where
 from engine.tensor import Tensor
@@ -99,14 +100,22 @@ def _unary(name: str, f: Callable, bw: Callable | None, float_op: bool = True,
 
 def _sigmoid_fwd(xp: Any, d: Any) -> Any:
     if xp is np:
+        e = np.negative(d)
         with np.errstate(over="ignore"):
-            e = np.exp(-d)
+            e = unary_ufunc(np.exp, e, out=e if e.ndim else None)
         if d.ndim == 0:
             return np.asarray(1 / (1 + e))
     else:
         e = xp.exp(-d)
     e += 1
     return xp.reciprocal(e, out=e)
+
+
+def _uf(xp: Any, name: str, d: Any) -> Any:
+    """A compute-bound numpy ufunc split over threads for big arrays (see _parallel)."""
+    if xp is np:
+        return unary_ufunc(getattr(np, name), d)
+    return getattr(xp, name)(d)
 
 
 # ----- fast-path backwards on arrays: one fresh buffer, the same formula as the Tensor one ----
@@ -176,7 +185,7 @@ negative = neg
 abs = _unary("abs", lambda xp, d: xp.abs(d), lambda g, x, o: g * sign(x), float_op=False,
              save_in=True, fast=lambda xp, g, x, o: _f_mul_into(xp.sign(x), g))
 sign = _unary("sign", lambda xp, d: xp.sign(d), None, float_op=False)
-exp = _unary("exp", lambda xp, d: xp.exp(d), lambda g, x, o: g * o, save_out=True,
+exp = _unary("exp", lambda xp, d: _uf(xp, "exp", d), lambda g, x, o: g * o, save_out=True,
              fast=lambda xp, g, x, o: g * o)
 exp2 = _unary("exp2", lambda xp, d: xp.exp2(d), lambda g, x, o: g * o * math.log(2.0),
               save_out=True)
@@ -198,10 +207,10 @@ square = _unary("square", lambda xp, d: d * d, lambda g, x, o: g * (x * 2), floa
                 save_in=True, fast=lambda xp, g, x, o: _f_mul_into(x * 2, g))
 reciprocal = _unary("reciprocal", lambda xp, d: 1 / d, lambda g, x, o: -g * (o * o),
                     save_out=True, fast=_f_reciprocal)
-sin = _unary("sin", lambda xp, d: xp.sin(d), lambda g, x, o: g * cos(x), save_in=True,
-             fast=lambda xp, g, x, o: _f_mul_into(xp.cos(x), g))
-cos = _unary("cos", lambda xp, d: xp.cos(d), lambda g, x, o: -g * sin(x), save_in=True,
-             fast=lambda xp, g, x, o: xp.negative(_f_mul_into(xp.sin(x), g)))
+sin = _unary("sin", lambda xp, d: _uf(xp, "sin", d), lambda g, x, o: g * cos(x), save_in=True,
+             fast=lambda xp, g, x, o: _f_mul_into(_uf(xp, "cos", x), g))
+cos = _unary("cos", lambda xp, d: _uf(xp, "cos", d), lambda g, x, o: -g * sin(x), save_in=True,
+             fast=lambda xp, g, x, o: xp.negative(_f_mul_into(_uf(xp, "sin", x), g)))
 tan = _unary("tan", lambda xp, d: xp.tan(d), lambda g, x, o: g * (o * o + 1), save_out=True,
              fast=_f_tan)
 atan = _unary("atan", lambda xp, d: xp.arctan(d), lambda g, x, o: g / (x * x + 1), save_in=True,
@@ -214,7 +223,7 @@ sinh = _unary("sinh", lambda xp, d: xp.sinh(d), lambda g, x, o: g * cosh(x), sav
               fast=lambda xp, g, x, o: _f_mul_into(xp.cosh(x), g))
 cosh = _unary("cosh", lambda xp, d: xp.cosh(d), lambda g, x, o: g * sinh(x), save_in=True,
               fast=lambda xp, g, x, o: _f_mul_into(xp.sinh(x), g))
-tanh = _unary("tanh", lambda xp, d: xp.tanh(d), lambda g, x, o: g * (1 - o * o), save_out=True,
+tanh = _unary("tanh", lambda xp, d: _uf(xp, "tanh", d), lambda g, x, o: g * (1 - o * o), save_out=True,
               fast=_f_tanh)
 sigmoid = _unary("sigmoid", _sigmoid_fwd, lambda g, x, o: g * (o * (1 - o)), save_out=True,
                  fast=_f_sigmoid)

@@ -128,6 +128,7 @@ def test_scatter_reduce_prod_two_zeros_and_method(helper_test_op):
                    inputs=[np.array([[2.0, 0.0, 3.0]]), np.array([[1.5, 4.0, 5.0]])])
 
 
+@pytest.mark.filterwarnings("ignore:The reduce argument of torch.scatter")
 def test_scatter_reduce_inplace_and_multiply(torch):
     import engine
 
