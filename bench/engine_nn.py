@@ -6,7 +6,7 @@ Workloads (float32, issue 4 targets in brackets):
   lstm      LSTM(32 -> 128) fwd+bwd, seq 50, batch 64                        [<= 2x]
   encoder   TransformerEncoderLayer(d_model 128, 4 heads) fwd+bwd, 32x64     [<= 1.5x]
 
-Run: python bench/engine_nn.py [--repeat 5] [--only conv,lstm] [--json out.json] [--profile NAME]
+Run: python bench/engine_nn.py [--repeat 5] [--only conv,lstm] [--threads 1] [--json out.json] [--profile NAME]
 (--profile runs cProfile over the engine side of one workload and prints the top entries).
 Results are recorded in bench/README.md ("engine nn").
 """
@@ -25,15 +25,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `import engine`
 
 
-def _median_ms(fn, repeat: int, inner: int = 3) -> float:
-    fn()
-    times = []
+def _interleaved_ms(fns: list, repeat: int, inner: int = 3) -> list:
+    """Median ms per call of each function, timed in alternation so load drift hits all alike."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner * 1e3)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            ts.append((time.perf_counter() - t0) / inner * 1e3)
+    return [statistics.median(ts) for ts in times]
 
 
 def simple_cnn(m):
@@ -41,18 +44,6 @@ def simple_cnn(m):
     return m.Sequential(m.Conv2d(1, 32, 3, padding=1), m.ReLU(), m.MaxPool2d(2), m.Conv2d(32, 64, 3, padding=1),
                         m.ReLU(), m.MaxPool2d(2), m.Flatten(), m.Linear(64 * 7 * 7, 128), m.ReLU(),
                         m.Linear(128, 10))
-
-
-def _load(sd_from, module_to, lib_from_torch: bool):
-    """Copies weights so both sides compute the same numbers."""
-    import torch
-
-    import engine
-
-    if lib_from_torch:
-        module_to.load_state_dict({k: engine.tensor(v.detach().numpy()) for k, v in sd_from.items()})
-    else:
-        module_to.load_state_dict({k: torch.tensor(v.numpy()) for k, v in sd_from.items()})
 
 
 def workloads(rng):
@@ -114,11 +105,18 @@ def main() -> None:
     ap.add_argument("--only", default="")
     ap.add_argument("--json", default="")
     ap.add_argument("--profile", default="")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="BLAS/OpenMP threads for both sides (0: library defaults); 1 is steadier on a shared box")
     args = ap.parse_args()
     import torch
 
     import engine
 
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     wl = workloads(rng)
     if args.profile:
@@ -137,14 +135,13 @@ def main() -> None:
     names = [n for n in wl if not args.only or n in args.only.split(",")]
     results = {}
     for name in names:
-        e = _median_ms(wl[name](engine), args.repeat)
-        t = _median_ms(wl[name](torch), args.repeat)
+        e, t = _interleaved_ms([wl[name](engine), wl[name](torch)], args.repeat)
         results[name] = {"engine_ms": round(e, 2), "torch_ms": round(t, 2), "ratio": round(e / t, 2)}
         print(f"{name:9s} engine {e:8.2f} ms   torch {t:8.2f} ms   ratio {e / t:5.2f}x", flush=True)
     if args.json:
         meta = {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
                 "machine": platform.machine(), "processor": platform.processor(),
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(), "threads_arg": args.threads}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
 
 
