@@ -138,7 +138,9 @@ def main() -> None:
         import cupy
 
         out["machine"]["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-        out["machine"]["nccl"] = cupy.cuda.nccl.get_version()
+        from cupy.cuda import nccl
+
+        out["machine"]["nccl"] = nccl.get_version()
     single = _steps(_model(args.device), args.device, args.batch, args.steps)
     out["single_step_ms_median"] = float(np.median(single)) * 1e3
     with tempfile.TemporaryDirectory() as d:

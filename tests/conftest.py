@@ -33,8 +33,8 @@ def postgres_url():
     from sqlalchemy import create_engine, text
 
     schema = f"ty_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
     try:
+        admin = create_engine(POSTGRES_URL)
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:  # noqa: BLE001

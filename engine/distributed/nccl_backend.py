@@ -72,10 +72,13 @@ class ProcessGroupNCCL:
             cupy.cuda.Device(int(getattr(device_id, "index", device_id) or 0)).use()
         if rank == 0:
             uid = nccl.get_unique_id()
-            store.set("nccl_uid", bytes(b & 0xFF for b in uid))
+            raw = bytes(uid) if isinstance(uid, (bytes, bytearray)) else bytes(b & 0xFF for b in uid)
+            store.set("nccl_uid", raw)
         raw = store.get("nccl_uid")
-        uid = tuple(b - 256 if b > 127 else b for b in raw)  # cupy's id is a tuple of C chars
-        self.comm = nccl.NcclCommunicator(world_size, uid, rank)
+        try:  # cupy 13+ takes the id as bytes
+            self.comm = nccl.NcclCommunicator(world_size, raw, rank)
+        except TypeError:  # older cupy: a tuple of C chars
+            self.comm = nccl.NcclCommunicator(world_size, tuple(b - 256 if b > 127 else b for b in raw), rank)
         self._barrier_buf = cupy.zeros(1, dtype=cupy.float32)
 
     # ----------------------------------------------------------------- helpers
