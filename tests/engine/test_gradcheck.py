@@ -84,7 +84,24 @@ CASES = {
     "outer_dot": (lambda a, b: engine.outer(a, b).sum() * engine.dot(a, a), lambda: (T(3), T(2))),
     "setitem": (lambda a, b: _setitem(a, b), lambda: (T(3, 2), T(2))),
     "to_copy": (lambda a: a.to(engine.float64, copy=True) * a, lambda: (T(3),)),
+    "einsum_diagonal": (lambda a, b: engine.einsum("iij,jk->ik", a, b),
+                        lambda: (T(2, 2, 3), T(3, 2))),
+    "einsum_trace": (lambda a: engine.einsum("ii->", a * a), lambda: (T(3, 3),)),
+    "inplace_on_view": (lambda a, b: _inplace_on_view(a, b), lambda: (T(3, 2), T(2))),
+    **{f"scatter_reduce_{r}": (lambda a, s, r=r: a.scatter_reduce(1, IDX, s, r),
+                               lambda: (P(2, 3), P(2, 2)))
+       for r in ("sum", "prod", "mean", "amax", "amin")},
+    "scatter_reduce_prod_excl": (lambda a, s: a.scatter_reduce(1, IDX, s, "prod",
+                                                               include_self=False),
+                                 lambda: (P(2, 3), P(2, 2))),
 }
+
+
+def _inplace_on_view(a, b):
+    y = a * 1
+    y[1].mul_(b)
+    y.t()[0].exp_()
+    return y
 
 
 def _setitem(a, b):
@@ -101,7 +118,8 @@ def test_gradcheck(name):
 
 SECOND_ORDER = ["mul", "div", "pow", "exp", "log", "tanh", "sigmoid", "sqrt", "softmax",
                 "log_softmax", "logsumexp", "matmul", "var", "norm", "gelu", "softplus", "sin",
-                "prod", "cumsum", "getitem", "gather", "einsum", "maximum"]
+                "prod", "cumsum", "getitem", "gather", "einsum", "maximum", "einsum_diagonal",
+                "inplace_on_view", "scatter_reduce_sum"]
 
 
 @pytest.mark.parametrize("name", SECOND_ORDER)
