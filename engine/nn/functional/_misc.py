@@ -260,7 +260,7 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
         scales = (None,) * nd
     else:
         sf = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * nd
-        sizes = tuple(int(math.floor(s * f)) for s, f in zip(spatial, sf))
+        sizes = tuple(math.floor(s * f) for s, f in zip(spatial, sf))
         scales = (None,) * nd if recompute_scale_factor else sf
     lin_mode = {"bicubic": "cubic", "bilinear": "linear", "trilinear": "linear"}.get(mode, mode)
     xp = get_array_module(input._data)
