@@ -14,4 +14,5 @@ from engine.nn.pooling import *
 from engine.nn.rnn import *
 from engine.nn.sparse import *
 from engine.nn.transformer import *
+from engine.nn.upsampling import *
 from engine.nn import parallel  # noqa: E402  (engine.nn.parallel.DistributedDataParallel)
