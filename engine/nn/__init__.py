@@ -1,4 +1,5 @@
 """engine.nn: modules, layers, losses and init (torch.nn)."""
+# ruff: noqa: I001  (order matters: engine.nn.parallel, imported last, uses the layers above)
 from engine.nn import functional, init, utils  # noqa: F401
 from engine.nn.activation import *
 from engine.nn.containers import *
@@ -15,4 +16,4 @@ from engine.nn.rnn import *
 from engine.nn.sparse import *
 from engine.nn.transformer import *
 from engine.nn.upsampling import *
-from engine.nn import parallel  # noqa: E402  (engine.nn.parallel.DistributedDataParallel)
+from engine.nn import parallel  # noqa: F401  (engine.nn.parallel.DistributedDataParallel)
