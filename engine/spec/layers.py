@@ -12,7 +12,9 @@ from typing import Any
 from engine import nn
 from engine.spec.errors import SpecError
 
-_NOT_LAYERS = frozenset({"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"})
+_NOT_LAYERS = frozenset({"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
+                         # engine.nn layers whose shapes shapes.py does not infer yet (nn owner's addition)
+                         "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle"})
 _FORBIDDEN_ARGS = frozenset({"device", "dtype", "self"})
 # arguments that take another layer entry (a nested object) rather than a JSON value
 NESTED_ARGS = {"TransformerEncoder": {"encoder_layer": ("TransformerEncoderLayer",), "norm": ("LayerNorm", "RMSNorm")}}
