@@ -52,13 +52,30 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
 def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
                   weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
                   momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Normalizes each (sample, channel) over its spatial dims."""
+    """Normalizes each (sample, channel) over its spatial dims. With running stats and
+    ``use_input_stats`` they are updated in place with the batch average of the per-instance
+    mean and unbiased variance (as torch); without ``use_input_stats`` they normalize instead."""
     dims = tuple(range(2, input.dim()))
-    mean = input.mean(dims, keepdim=True)
-    centered = input - mean
-    var = (centered * centered).mean(dims, keepdim=True)
-    out = centered / (var + eps).sqrt()
     shape = _channel_shape(input)
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise ValueError("Expected running_mean and running_var to be defined when use_input_stats is false")
+        out = (input - running_mean.reshape(shape)) / (running_var.reshape(shape) + eps).sqrt()
+    else:
+        mean = input.mean(dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        out = centered / (var + eps).sqrt()
+        if running_mean is not None and running_var is not None:
+            n = input.numel() // (input.shape[0] * input.shape[1])
+            with no_grad():
+                m = mean._data.reshape(input.shape[0], -1).mean(0)
+                v = var._data.reshape(input.shape[0], -1).mean(0) * (n / max(n - 1, 1))
+                rm, rv = running_mean._data, running_var._data
+                rm *= 1 - momentum
+                rm += momentum * m.astype(rm.dtype, copy=False)
+                rv *= 1 - momentum
+                rv += momentum * v.astype(rv.dtype, copy=False)
     if weight is not None:
         out = out * weight.reshape(shape)
     if bias is not None:

@@ -18,6 +18,8 @@ LAYERS = [
     ("BatchNorm2d", (3,), {"momentum": None}, (4, 3, 5, 5)),
     ("GroupNorm", (2, 4), {}, (3, 4, 5)),
     ("InstanceNorm2d", (3,), {"affine": True}, (2, 3, 4, 5)),
+    ("InstanceNorm1d", (3,), {"affine": True, "track_running_stats": True}, (2, 3, 6)),
+    ("InstanceNorm2d", (3,), {"track_running_stats": True, "momentum": 0.3}, (2, 3, 4, 5)),
     ("LayerNorm", ((4, 5),), {}, (3, 4, 5)),
     ("RMSNorm", (5,), {}, (3, 4, 5)),
     ("RNN", (3, 4), {"num_layers": 2}, (5, 2, 3)),
