@@ -1,9 +1,11 @@
 """Convolutions: conv1d, conv2d, conv_transpose1d/2d, unfold, fold.
 
-im2col through a strided view (no copy until the GEMM needs one), then one batched
-matmul over groups: (G, N*Ho*Wo, Cg*kh*kw) @ (G, Cg*kh*kw, Og). The backward is
-the same GEMMs transposed, and col2im is a loop over the kh*kw kernel offsets
-(never over pixels or batch items). Backward runs on arrays: no double backward.
+im2col is one strided copy of the padded input into channel-major columns
+(G, Cg*kh*kw, N*Ho*Wo), so the forward is one GEMM per group, W (Og, K) @ cols, whose
+(O, N, Ho, Wo) result needs only the final NCHW copy (fused with the bias add). The
+backward is two GEMMs against the same columns (weight and column gradients) and col2im,
+kh*kw slice-adds over the kernel offsets (never a loop over pixels or batch items).
+Backward runs on arrays: no double backward.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Pooling: max/avg (1-D, 2-D) and adaptive avg/max, without loops over pixels.
 
-Max pooling gathers every window with one fancy index (N, C, Ho, Wo, kh*kw) and takes
-the argmax (torch's first-maximum tie rule); its backward scatters with one bincount.
+Max pooling over non-overlapping blocks (stride = kernel, no padding: the CNN case) is
+kh*kw elementwise maxima of strided views; otherwise it gathers every window with one
+fancy index (N, C, Ho, Wo, kh*kw) and takes the argmax (torch's first-maximum tie rule)
+and its backward scatters with one bincount.
 Average pooling sums a strided window view; adaptive average pooling is two small
 matmuls with averaging matrices, so autograd handles it.
 """
