@@ -57,6 +57,7 @@ class Node:
         "fn",
         "freed",
         "inputs",
+        "next_nodes",
         "out_version",
         "saved",
         "versions",
@@ -65,6 +66,9 @@ class Node:
     def __init__(self, fn, inputs: tuple, name: str, saved: tuple = (), out_version: int = -1):
         self.fn = fn
         self.inputs = inputs
+        # the inputs' nodes now: an in-place op later gives an input tensor a new grad_fn,
+        # but this op used the value from before it (torch's edges point at nodes too)
+        self.next_nodes = tuple([None if t is None else t.grad_fn for t in inputs])
         self._name = name
         self.saved = saved
         self.versions = tuple([t._vc[0] for t in saved]) if saved else ()
@@ -76,8 +80,8 @@ class Node:
 
     @property
     def next_functions(self) -> tuple:
-        return tuple((None if t is None else (t.grad_fn or _AccumulateGrad(t)), 0)
-                     for t in self.inputs)
+        return tuple((None if t is None else (c or _AccumulateGrad(t)), 0)
+                     for t, c in zip(self.inputs, self.next_nodes))
 
     @property
     def saves(self) -> bool:
@@ -152,10 +156,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
             stack.append(n)
     while stack:  # count, for each node, the edges that lead into it
         n = stack.pop()
-        for t in n.inputs:
-            if t is None:
-                continue
-            c = t.grad_fn
+        for t, c in zip(n.inputs, n.next_nodes):
             if c is None:
                 continue
             if c in deps:
@@ -196,9 +197,10 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
             if g is not None:
                 owned.discard(id(g))  # the node's backward may pass it on unchanged
                 t = outs[n]
-                if t._hooks:
+                current = t.grad_fn is n  # else an in-place op has since replaced t's node
+                if t._hooks and current:
                     g = _apply_hooks(t, g)
-                if t._retains_grad and accumulate:
+                if t._retains_grad and accumulate and current:
                     gd = g if create_graph else g.detach()
                     t.grad = gd if t.grad is None else t.grad + gd
                 if n in want_nodes:
@@ -217,7 +219,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 if gi is not None and not isinstance(gi, Tensor):
                     gi = _wrap(gi)  # a fresh array from a fast-path backward: ours
                     owned.add(id(gi))
-                c = inp.grad_fn
+                c = n.next_nodes[i]
                 if c is None:
                     if gi is not None:
                         _collect(leaves, owned, inp, gi)
