@@ -27,9 +27,7 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 def _cell_step(mode: str, xw: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None) -> tuple:
     """One recurrence step given the precomputed input projection xw (N, G*H)."""
-    hw = h.matmul(w_hh.t())
-    if b_hh is not None:
-        hw = hw + b_hh
+    hw = F.linear(h, w_hh, b_hh)
     if mode == "LSTM":
         i, f, g, o = (xw + hw).chunk(4, -1)
         c = f.sigmoid() * c + i.sigmoid() * g.tanh()
@@ -126,9 +124,7 @@ class RNNBase(Module):
                     h_n.append(steps[0] if d else steps[seq - 1])
                     c_n.append(ys[size:].reshape(n, self.hidden_size))
                     continue
-                xw = x.matmul(w_ih.t())
-                if b_ih is not None:
-                    xw = xw + b_ih
+                xw = F.linear(x, w_ih, b_ih)
                 c = None
                 steps = [None] * seq
                 order = range(seq - 1, -1, -1) if d else range(seq)
@@ -233,9 +229,7 @@ class _CellBase(Module):
         elif unbatched:
             hx = tuple(t.unsqueeze(0) for t in hx) if lstm else hx.unsqueeze(0)
         h, c = hx if lstm else (hx, None)
-        xw = x.matmul(self.weight_ih.t())
-        if self.bias_ih is not None:
-            xw = xw + self.bias_ih
+        xw = F.linear(x, self.weight_ih, self.bias_ih)
         h, c = _cell_step(self._mode, xw, h, c, self.weight_hh, self.bias_hh)
         if unbatched:
             h = h.squeeze(0)
