@@ -156,7 +156,7 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, dev
         dt = int64 if integral else get_default_dtype()
     else:
         dt = to_dtype(dtype)
-    n = max(int(math.ceil((end - start) / step)), 0)
+    n = max(math.ceil((end - start) / step), 0)
     if dt.is_floating_point:
         a = (start + np.arange(n, dtype=np.float64) * step).astype(dt.np)
     else:

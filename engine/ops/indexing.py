@@ -42,7 +42,7 @@ def convert_key(key: Any, t: Tensor) -> Any:
 
 
 def _conv(k: Any, t: Tensor) -> Any:
-    if isinstance(k, _BASIC) or isinstance(k, (bool, np.integer)):
+    if isinstance(k, (*_BASIC, bool, np.integer)):
         return k
     if isinstance(k, Tensor):
         a = k._data
@@ -177,7 +177,7 @@ def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False)
     _check_index(input, dim, index, "gather")
     d = input._data
     if d.ndim == 0:
-        return input.reshape(index.shape) if index.numel() else input.reshape(index.shape)
+        return input.reshape(index.shape)
     dim = norm_dim(dim, d.ndim)
     idx = index._data
     n = d.shape[dim]

@@ -93,9 +93,8 @@ def apply_inplace(self: Tensor, op: Callable, *args: Any, exact_dtype: bool = Tr
         self._rg = r._rg
         self._vc[0] += 1
         node = r.grad_fn
-        if node is not None:  # its output is self, now at the bumped version
-            if node.out_version >= 0:
-                node.out_version = self._vc[0]
+        if node is not None and node.out_version >= 0:  # its output is self, now bumped
+            node.out_version = self._vc[0]
         return self
     else:
         _check_inplace(self)
