@@ -144,8 +144,10 @@ def _rnn(name: str, kw: dict, x: Shape) -> tuple[Any, int, int]:
     h, layers = kw["hidden_size"], kw.get("num_layers", 1)
     dirs = 2 if kw.get("bidirectional") else 1
     proj = kw.get("proj_size", 0) or 0
-    if proj:
-        raise ShapeError("proj_size is not supported by engine.nn")
+    if proj and name != "LSTM":
+        raise ShapeError("proj_size is an LSTM argument")
+    if proj >= h:
+        raise ShapeError(f"proj_size ({proj}) must be smaller than hidden_size ({h})")
     _need(x, (2, 3), "(batch, sequence, features) with batch_first=True, else (sequence, batch, features)")
     if x[-1] != kw["input_size"]:
         raise ShapeError(f"expects input_size={kw['input_size']} features but its input has {x[-1]} "
@@ -188,8 +190,6 @@ def _mha(kw: dict, xs: list[Shape]) -> tuple[Any, int, int]:
     e, heads = kw["embed_dim"], kw["num_heads"]
     if e % heads:
         raise ShapeError(f"embed_dim ({e}) must be divisible by num_heads ({heads})")
-    if (kw.get("kdim") or e) != e or (kw.get("vdim") or e) != e or kw.get("add_bias_kv") or kw.get("add_zero_attn"):
-        raise ShapeError("kdim/vdim other than embed_dim, add_bias_kv and add_zero_attn are not supported by engine.nn")
     q, k, v = (xs * 3)[:3] if len(xs) == 1 else (xs + [xs[-1]])[:3]
     for shape, want, what in ((q, e, "query"), (k, kw.get("kdim") or e, "key"), (v, kw.get("vdim") or e, "value")):
         _need(shape, (2, 3), f"{what} (batch, sequence, embed) with batch_first=True")
@@ -219,12 +219,10 @@ def _encoder_layer(kw: dict, x: Shape) -> tuple[Shape, int, int]:
 
 def infer_layer(name: str, kw: dict, xs: list[Any]) -> tuple[Any, int, int]:
     """(output shape(s), parameters, FLOPs) of layer ``name`` with arguments ``kw`` on ``xs``."""
-    if kw.get("padding_mode", "zeros") != "zeros":
-        raise ShapeError("padding_mode other than 'zeros' is not supported by engine.nn")
-    if name.startswith("InstanceNorm") and kw.get("track_running_stats"):
-        raise ShapeError("InstanceNorm with track_running_stats is not supported by engine.nn")
-    if name == "Embedding" and (kw.get("max_norm") is not None or kw.get("sparse")):
-        raise ShapeError("Embedding max_norm and sparse are not supported by engine.nn")
+    if kw.get("padding_mode", "zeros") not in ("zeros", "reflect", "replicate", "circular"):
+        raise ShapeError("padding_mode must be one of zeros, reflect, replicate, circular")
+    if name == "Embedding" and kw.get("sparse"):
+        raise ShapeError("Embedding sparse gradients are not supported by engine.nn")
     if name == "MultiheadAttention":
         return _mha(kw, xs)
     if name == "Bilinear":
