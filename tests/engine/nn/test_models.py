@@ -161,7 +161,9 @@ def test_simple_cnn(torch, oracle, rng, direction):
 def test_resnet18(torch, oracle, rng):
     em, tm = _twins(torch, oracle, resnet18, "torch->engine")
     x = rng.standard_normal((2, 3, 32, 32))
-    compare(torch, em, tm, x)  # train: batch statistics
+    # train mode: layer4's BatchNorm normalizes over 2 values (batch 2 at 1x1), which turns
+    # float64 rounding (1e-16) into ~1e-8 relative differences; eval mode is held to 1e-10
+    compare(torch, em, tm, x, tol=1e-7)
     _assert_same_state(em, tm, 1e-10, 1e-12)  # running mean/var and num_batches_tracked updated alike
     em.eval(), tm.eval()
     compare(torch, em, tm, x)
