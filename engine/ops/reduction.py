@@ -311,13 +311,17 @@ def logsumexp(input: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     return r
 
 
-def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``dim``."""
+def _softmax_input(input: Tensor, dim: int | None, dtype: Any) -> tuple[Any, int, Any]:
+    """(float array, resolved dim, array module) for softmax and log_softmax."""
     d = input._data if dtype is None else input._data.astype(to_dtype(dtype).np)
     if d.dtype.kind != "f":
         d = d.astype(get_default_dtype().np)
-    dim = _softmax_dim(dim, d.ndim)
-    xp = xp_of(input)
+    return d, _softmax_dim(dim, d.ndim), xp_of(input)
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``."""
+    d, dim, xp = _softmax_input(input, dim, dtype)
     if d.ndim == 0:
         e = xp.ones_like(d)
     else:
@@ -334,11 +338,7 @@ def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
 
 def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
     """x - logsumexp(x) along ``dim``."""
-    d = input._data if dtype is None else input._data.astype(to_dtype(dtype).np)
-    if d.dtype.kind != "f":
-        d = d.astype(get_default_dtype().np)
-    dim = _softmax_dim(dim, d.ndim)
-    xp = xp_of(input)
+    d, dim, xp = _softmax_input(input, dim, dtype)
     if d.ndim == 0:
         out = xp.zeros_like(d)
     else:
