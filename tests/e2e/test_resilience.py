@@ -26,7 +26,7 @@ from store.models import Checkpoint, Job
 from store.repositories import metrics
 from tests.e2e.helpers import MLP_SPEC, digits, post_dataset
 from trainyard.processes import Child, free_port, wait_for_port
-from trainyard.stack import Stack, redis_server_executable
+from trainyard.stack import Stack, redis_server_command
 
 pytestmark = pytest.mark.e2e
 
@@ -256,8 +256,7 @@ def test_postgres_connections_terminated_under_running_jobs(cluster, dataset_id,
 
 def test_redis_restart_with_jobs_queued_and_running(tmp_path_factory, postgres_url, tmp_path):
     port = free_port()
-    redis_args = [redis_server_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no", "--dir", str(tmp_path)]
+    redis_args = redis_server_command(port, tmp_path, persistent=False)
     broker = Child("redis", redis_args, dict(os.environ)).start(subprocess.DEVNULL)
     wait_for_port("127.0.0.1", port, 20, broker.proc)
     stack = start_stack(tmp_path_factory, "redis-restart", database_url=postgres_url,
