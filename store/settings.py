@@ -39,7 +39,6 @@ class Settings(BaseSettings):
     requeue_after_s: float = 300.0
     max_restarts: int = 3
     max_job_seconds: int = 7 * 24 * 3600
-    graceful_stop_s: float = 20.0
     # Jobs one owner may run at once (0: no cap); further jobs wait queued.
     max_running_per_owner: int = 16
     cap_retry_s: float = 2.0

@@ -35,7 +35,6 @@ FAST_SUPERVISION = {
     "TRAINYARD_REAPER_INTERVAL_S": "0.5",
     "TRAINYARD_REQUEUE_AFTER_S": "4",
     "TRAINYARD_METRICS_FLUSH_EVERY": "5",
-    "TRAINYARD_GRACEFUL_STOP_S": "10",
 }
 TRAINING = {"epochs": 3, "batch_size": 8, "optimizer": {"type": "Adam", "lr": 0.003}, "seed": 11,
             "validation_split": 0.2, "checkpoint_every": 10}
