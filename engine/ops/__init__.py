@@ -137,7 +137,6 @@ def _bind() -> None:
     ops = {
         "__add__": E.add, "__sub__": E.sub, "__mul__": E.mul, "__truediv__": E.div,
         "__floordiv__": E.floor_divide, "__mod__": E.remainder, "__pow__": E.pow,
-        "__and__": E.logical_and, "__or__": E.logical_or, "__xor__": E.logical_xor,
     }
     for name, f in ops.items():
         setattr(T, name, _not_impl_guard(f))
@@ -155,7 +154,7 @@ def _bind() -> None:
         E.bitwise_not(self)
     for name, f in (("__eq__", E.eq), ("__ne__", E.ne), ("__lt__", E.lt), ("__le__", E.le),
                     ("__gt__", E.gt), ("__ge__", E.ge)):
-        setattr(T, name, _cmp_guard(f))
+        setattr(T, name, _not_impl_guard(f))
     T.__hash__ = lambda self: id(self)
     T.__iadd__ = lambda self, o: P.add_(self, o)
     T.__isub__ = lambda self, o: P.sub_(self, o)
@@ -179,15 +178,6 @@ def _bitwise_or_logical(bitwise, logical):
         if self._data.dtype.kind == "b" and od == "b":
             return logical(self, other)
         return bitwise(self, other)
-    return op
-
-
-def _cmp_guard(f):
-    def op(self: Tensor, other: Any) -> Any:
-        if not isinstance(other, (Tensor, int, float, bool)) and not hasattr(other, "dtype"):
-            return NotImplemented
-        return f(self, other)
-    op.__name__ = f.__name__
     return op
 
 

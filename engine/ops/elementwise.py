@@ -12,7 +12,7 @@ import numpy as np
 
 from engine import backend
 from engine.autograd.grad_mode import STATE
-from engine.dtypes import get_default_dtype, result_type, to_dtype
+from engine.dtypes import get_default_dtype, result_type
 from engine.ops._util import as_t, attach, named, prep2, raw_grad_to, unbroadcast, wrap, xp_of
 from engine.tensor import Tensor
 
@@ -269,10 +269,6 @@ def zeros_grad(g: Tensor) -> Tensor:
     return wrap(xp_of(g).zeros_like(g._data))
 
 
-def _rpow(self: Tensor, other: Any) -> Tensor:
-    return pow(other, self)
-
-
 def maximum(input: Tensor, other: Tensor) -> Tensor:
     """Elementwise max; at ties the gradient is split in half (as torch)."""
     return _minmax(input, other, True)
@@ -519,7 +515,3 @@ def copy_(self: Tensor, src: Any) -> Tensor:
                    "CopyBackwards")
         return r
     return apply_inplace(self, op, src, exact_dtype=False)
-
-
-def to_dtype_of(x: Any) -> Any:
-    return to_dtype(x)

@@ -244,10 +244,6 @@ def round(input: Tensor, *, decimals: int = 0) -> Tensor:
     return _round0(input * s) / s
 
 
-def sigmoid_grad_free(x: Tensor) -> Tensor:
-    return sigmoid(x)
-
-
 # ----- activations composed of primitives (their gradients come for free) ----------------
 def silu(input: Tensor) -> Tensor:
     """x * sigmoid(x)."""
