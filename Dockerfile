@@ -11,6 +11,9 @@ RUN command -v python3 >/dev/null || (apt-get update && apt-get install -y --no-
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engine engine
+COPY config config
+COPY ingest ingest
+COPY plan plan
 COPY store store
 COPY api api
 COPY worker worker

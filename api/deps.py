@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends
 from sqlalchemy.orm import Session
 
+from config.settings import Settings, get_settings
 from store.db import session_scope
-from store.settings import Settings, get_settings
 
 
 def get_db(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from engine.spec import SpecError
+from plan import PlanError
 
 
 def field_error(loc: list[Any], msg: str, type_: str = "value_error") -> dict[str, Any]:
@@ -36,6 +37,10 @@ def install(app: FastAPI) -> None:
     async def _spec(_: Request, exc: SpecError) -> JSONResponse:
         loc = ["body", "model", *exc.path]
         return JSONResponse(status_code=422, content={"detail": [field_error(loc, exc.message)]})
+
+    @app.exception_handler(PlanError)
+    async def _plan(_: Request, exc: PlanError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": [field_error(exc.loc, exc.message)]})
 
     @app.exception_handler(FieldError)
     async def _field(_: Request, exc: FieldError) -> JSONResponse:

@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.routes import datasets, health, jobs, results, specs
-from store.settings import get_settings
+from config.settings import get_settings
 
 
 def create_app() -> FastAPI:

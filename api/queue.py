@@ -5,8 +5,8 @@ from functools import lru_cache
 
 from celery import Celery
 
-from store import tasks
-from store.settings import Settings
+from config import queues
+from config.settings import Settings
 
 
 @lru_cache
@@ -21,6 +21,6 @@ def enqueue_training(settings: Settings, job_id: str) -> None:
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set: no broker to send the job to")
     _client(settings.redis_url).send_task(
-        tasks.TRAIN, args=[job_id], queue=settings.queue, retry=True,
+        queues.TRAIN, args=[job_id], queue=settings.queue, retry=True,
         retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
     )

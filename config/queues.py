@@ -1,3 +1,4 @@
-"""Names of the Celery tasks: api enqueues them by name, worker defines them."""
+"""The queue contract: the Celery task names api sends and worker defines, by name only, so
+that api never imports the worker's modules."""
 
 TRAIN = "trainyard.train"

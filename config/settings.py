@@ -2,6 +2,9 @@
 conventional DATABASE_URL and REDIS_URL)."""
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,7 +54,6 @@ class Settings(BaseSettings):
     max_parameters: int = 200_000_000
     max_memory_bytes: int = 16 * 1024**3  # static estimate: weights, grads, optimizer, activations
     max_total_steps: int = 10_000_000  # epochs x steps per epoch
-    max_heads: int = 16
     metrics_flush_every: int = 50
 
     @property
@@ -64,3 +66,20 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+_environ_lock = threading.Lock()
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """The settings a process started with environment ``env`` reads (for a supervisor that
+    starts the service's processes with an environment of its own)."""
+    with _environ_lock:
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            return Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)

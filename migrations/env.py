@@ -4,9 +4,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
+from config.settings import get_settings
 from store.db import get_engine
 from store.models import Base
-from store.settings import get_settings
 
 config = context.config
 url = config.attributes.get("database_url") or get_settings().resolved_database_url

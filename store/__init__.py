@@ -1,1 +1,1 @@
-"""What api and worker share: settings, ORM models, sessions and repositories."""
+"""Persistence that api and worker share: ORM models, sessions and repositories."""

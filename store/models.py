@@ -79,7 +79,10 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(200))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
     model_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # the training config exactly as the user sent it, and the plan.TrainingPlan built from
+    # it at submit time (what the worker follows)
     training: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_restarts: Mapped[int] = mapped_column(Integer, default=3)

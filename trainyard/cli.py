@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from store.settings import get_settings
+from config.settings import get_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -51,14 +51,14 @@ def _migrate(_: argparse.Namespace) -> int:
 
 def _api(args: argparse.Namespace) -> int:
     _migrate(args)
-    os.execv(sys.executable, [sys.executable, "-m", "uvicorn", "api.main:app", "--host", args.host, "--port", str(args.port)])
+    command = api_command(args.host, args.port)
+    os.execv(command[0], command)
 
 
 def _worker(args: argparse.Namespace) -> int:
     _migrate(args)
-    queue = get_settings().queue
-    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", args.pool,
-                              "--concurrency", str(args.concurrency), "--queues", queue, "--loglevel", "INFO"])
+    command = worker_command(get_settings().queue, pool=args.pool, concurrency=args.concurrency)
+    os.execv(command[0], command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (one job each at a time)")
     serve.set_defaults(func=_serve)
     api = sub.add_parser("api", help="run only the API (after migrating the database)")
-    api.add_argument("--host", default="0.0.0.0")
-    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--host", default=settings.api_host, help="TRAINYARD_API_HOST; 0.0.0.0 to serve other machines")
+    api.add_argument("--port", type=int, default=settings.api_port, help="TRAINYARD_API_PORT")
     api.set_defaults(func=_api)
     worker = sub.add_parser("worker", help="run only a Celery worker (after migrating the database)")
     worker.add_argument("--pool", default="solo")

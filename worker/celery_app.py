@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from celery import Celery, signals
 
-from store import tasks
-from store.settings import get_settings
+from config import queues
+from config.settings import get_settings
 from worker.supervision import WORKER_SHUTDOWN, Reaper
 
 settings = get_settings()
@@ -29,7 +29,7 @@ app.conf.update(
 
 
 def send_train(job_id: str, countdown: float | None = None) -> None:
-    app.send_task(tasks.TRAIN, args=[job_id], queue=settings.queue, countdown=countdown)
+    app.send_task(queues.TRAIN, args=[job_id], queue=settings.queue, countdown=countdown)
 
 
 _reaper: Reaper | None = None

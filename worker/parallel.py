@@ -23,8 +23,9 @@ import numpy as np
 
 import engine
 import engine.distributed as dist
+from config.settings import Settings
 from engine.distributed.run import free_port
-from store.settings import Settings
+from plan import splits
 from worker import failures
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ class Ranks:
 
     def device(self, base: str) -> str:
         return f"cuda:{self.rank}" if base == "cuda" and self.world > 1 else base
+
+    def shard(self, indices: np.ndarray) -> np.ndarray:
+        """This rank's share of an epoch's order (``plan.splits.shard``)."""
+        return splits.shard(indices, self.rank, self.world)
 
     def decide(self, code: int) -> int:
         """Rank 0's ``code`` on every rank."""
@@ -71,24 +76,27 @@ def backend_for(device: str) -> str:
     return "nccl" if device.startswith("cuda") else "gloo"
 
 
-def _follower(claim, settings_fields: dict[str, Any], rank: int, world: int, port: int, device: str,
-              timeout_s: float) -> None:
-    """A follower rank's whole life: join the group, train in step with rank 0, leave."""
-    from worker.reporting import JobLost
-    from worker.supervision import Control
-    from worker.training import TrainingLoop
+def pick_device(setting: str) -> str:
+    """'cuda' when asked for, or on 'auto' when cupy sees a GPU; else 'cpu'. A worker process
+    uses one GPU (pin it with CUDA_VISIBLE_DEVICES), so two jobs never share one."""
+    if setting == "cuda" or (setting == "auto" and engine.cuda.is_available()):
+        return "cuda"
+    return "cpu"
 
+
+# What a follower rank runs once it has joined the group: body(claim, settings, ranks).
+Follow = Callable[[Any, Settings, Ranks], None]
+
+
+def _follower(follow: Follow, claim, settings_fields: dict[str, Any], rank: int, world: int, port: int,
+              device: str, timeout_s: float) -> None:
+    """A follower rank's whole life: join the group, run ``follow`` in step with rank 0, leave."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = Settings(**settings_fields)
     dist.init_process_group(backend_for(device), init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world, timeout=datetime.timedelta(seconds=timeout_s))
     try:
-        loop = TrainingLoop(claim, settings, Control(), Ranks(rank, world))
-        if claim.resume:
-            loop.restore(*claim.resume)
-        loop.run()
-    except (failures.Cancelled, JobLost):
-        pass  # rank 0 records the outcome
+        follow(claim, settings, Ranks(rank, world))
     except Exception:
         log.exception("rank %d of job %s failed", rank, claim.job_id)
     finally:
@@ -96,10 +104,10 @@ def _follower(claim, settings_fields: dict[str, Any], rank: int, world: int, por
 
 
 @contextmanager
-def process_group(claim, settings: Settings, device: str, timeout_s: float = 300.0):
-    """Start the follower ranks and join the group as rank 0; on exit, leave the group and
-    make sure every follower has ended (terminated after a grace period if it has not)."""
-    world = int(claim.training.get("devices", 1))
+def process_group(claim, settings: Settings, device: str, world: int, follow: Follow, timeout_s: float = 300.0):
+    """Start ``world - 1`` follower ranks, each running ``follow`` (a module-level function:
+    it is pickled into a spawned process), and join the group as rank 0; on exit, leave the
+    group and make sure every follower has ended (terminated after a grace period if not)."""
     if world == 1:
         yield Ranks()
         return
@@ -108,7 +116,7 @@ def process_group(claim, settings: Settings, device: str, timeout_s: float = 300
     port = free_port()
     ctx = mp.get_context("spawn")
     fields = settings.model_dump()
-    followers = [ctx.Process(target=_follower, args=(claim, fields, r, world, port, device, timeout_s),
+    followers = [ctx.Process(target=_follower, args=(follow, claim, fields, r, world, port, device, timeout_s),
                              name=f"job-{claim.job_id}-rank{r}", daemon=True) for r in range(1, world)]
     for p in followers:
         p.start()
@@ -140,16 +148,6 @@ def _stop(followers: list, grace: float = 10.0) -> None:
         if p.is_alive():
             p.kill()
             p.join()
-
-
-def shard(indices: np.ndarray, ranks: Ranks) -> np.ndarray:
-    """This rank's share of an epoch's order: every ``world``-th sample, so that global batch
-    k (batch k of every rank) is the same sample set as batch k of a single device with a
-    ``world`` times larger batch. The tail that does not divide evenly is dropped."""
-    if ranks.world == 1:
-        return indices
-    usable = len(indices) - len(indices) % ranks.world
-    return indices[:usable][ranks.rank::ranks.world]
 
 
 def wrap(model, ranks: Ranks) -> Callable:

@@ -1,15 +1,9 @@
 """Writes a running job's progress, metrics and checkpoints, fenced by its attempt."""
 from __future__ import annotations
 
-import logging
-import time
-
-from sqlalchemy.exc import DBAPIError
-
 from store.db import session_scope
 from store.repositories import checkpoints, jobs, metrics
-
-log = logging.getLogger(__name__)
+from worker.retry import with_db_retry
 
 
 class JobLost(RuntimeError):
@@ -51,18 +45,8 @@ class Reporter:
         if epoch_metrics:
             rows += [{"kind": "epoch", "name": k, "epoch": self.epoch, "step": self.step, "value": v}
                      for k, v in epoch_metrics.items()]
-        deadline = time.monotonic() + self.retry_for_s
-        delay = 0.1
-        while True:
-            try:
-                self._write(rows, checkpoint)
-                break
-            except DBAPIError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("metrics write for job %s failed (%s); retrying in %.1fs", self.job_id, exc.orig, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        with_db_retry(lambda: self._write(rows, checkpoint), what=f"metrics write for job {self.job_id}",
+                      retry_for_s=self.retry_for_s)
         self._rows = []
 
     def _write(self, rows: list[dict], checkpoint: tuple[bytes, bytes] | None) -> None:

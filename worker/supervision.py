@@ -27,9 +27,6 @@ class Control:
     def shutdown(self) -> bool:
         return WORKER_SHUTDOWN.is_set()
 
-    def should_stop(self) -> bool:
-        return self.cancel.is_set() or self.lost.is_set() or self.shutdown
-
 
 class Heartbeat(threading.Thread):
     """Renews a running job's lease every ``lease_s / 3`` seconds and reports, through

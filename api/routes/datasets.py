@@ -1,11 +1,9 @@
 """/v1/datasets: inline JSON, file uploads (.npz, .npy, .csv) and built-in sample sets;
-descriptions and a preview."""
+descriptions and a preview. Decoding and limits are ``ingest``'s; this module maps its
+errors to the request fields they are about."""
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
@@ -13,120 +11,42 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
-from api.schemas.datasets import (
-    BuiltinCreate,
-    DatasetCreate,
-    DatasetList,
-    DatasetOut,
-    DatasetPreview,
-    to_float_array,
-    to_targets,
-)
+from api.schemas.datasets import BuiltinCreate, DatasetCreate, DatasetList, DatasetOut, DatasetPreview
+from config.settings import Settings
+from ingest import IngestError, builtin, files, limits
+from ingest.heads import as_heads
 from store.repositories import datasets
-from store.settings import Settings
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
-BUILTIN_TASK = {"digits": "classification", "iris": "classification", "wine": "classification",
-                "breast_cancer": "classification", "diabetes": "regression"}
 
 
 def _out(ds) -> DatasetOut:
     return DatasetOut.from_row(ds, datasets.targets_info(ds))
 
 
-def _check_limits(settings: Settings, inputs: np.ndarray, targets: Any, loc: list) -> None:
-    heads = targets if isinstance(targets, dict) else {"output": targets}
-    total = inputs.nbytes + sum(t.nbytes for t in heads.values())
-    if total > settings.max_dataset_bytes:
-        raise FieldError(loc, f"the dataset is {total} bytes decoded, over the limit max_dataset_bytes "
-                              f"({settings.max_dataset_bytes})", 422)
-    if inputs.shape[0] > settings.max_dataset_samples:
-        raise FieldError(loc, f"the dataset has {inputs.shape[0]} samples, over the limit max_dataset_samples "
-                              f"({settings.max_dataset_samples})", 422)
-
-
-def _store(session, settings, *, owner, name, inputs, targets, task, source, loc) -> DatasetOut:
-    _check_limits(settings, inputs, targets, loc)
-    ds = datasets.create(session, name=name, inputs=inputs, targets=targets, task=task, source=source,
-                         owner=owner)
+def _store(session, settings: Settings, *, owner, name, inputs, targets, task, source, loc) -> DatasetOut:
+    try:
+        limits.check(inputs, as_heads(targets), max_bytes=settings.max_dataset_bytes,
+                     max_samples=settings.max_dataset_samples)
+    except IngestError as exc:
+        raise FieldError(loc, str(exc)) from exc
+    ds = datasets.create(session, name=name, inputs=inputs, targets=targets, task=task, source=source, owner=owner)
     return _out(ds)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
 def create_dataset(body: DatasetCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> DatasetOut:
-    return _store(session, settings, owner=owner, name=body.name, inputs=body.inputs, targets=body.targets, task=body.task,
-                  source="inline", loc=["body", "inputs"])
-
-
-def load_builtin(which: str) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's sample sets: digits as 1x8x8 images in [0, 1]; the other tables with
-    standardized features; diabetes' target as float32 (regression)."""
-    from sklearn import datasets as sk
-
-    bunch = getattr(sk, f"load_{which}")()
-    x = bunch.data.astype(np.float32)
-    if which == "digits":
-        x = (x / 16.0).reshape(-1, 1, 8, 8)
-    else:
-        x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
-    y = bunch.target.astype(np.float32 if BUILTIN_TASK[which] == "regression" else np.int64)
-    return x.astype(np.float32), y
+    return _store(session, settings, owner=owner, name=body.name, inputs=body.inputs, targets=body.targets,
+                  task=body.task, source="inline", loc=["body", "inputs"])
 
 
 @router.post("/builtin", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
 def create_builtin(body: BuiltinCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> DatasetOut:
-    x, y = load_builtin(body.builtin)
+    x, y = builtin.load(body.builtin)
     if body.limit:
         x, y = x[:body.limit], y[:body.limit]
     return _store(session, settings, owner=owner, name=body.name or body.builtin, inputs=x, targets=y,
-                  task=BUILTIN_TASK[body.builtin], source=f"builtin:{body.builtin}", loc=["body", "builtin"])
-
-
-def _read_npz(f, loc: list) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    try:
-        with np.load(f, allow_pickle=False) as npz:
-            files = set(npz.files)
-            x_key = "inputs" if "inputs" in files else "x" if "x" in files else None
-            if x_key is None:
-                raise FieldError(loc, f"the .npz needs an 'inputs' (or 'x') array; it has {', '.join(sorted(files))[:200]}")
-            heads = {k.split(".", 1)[1]: npz[k] for k in files if k.startswith("targets.")}
-            for k in ("targets", "y"):
-                if k in files:
-                    heads["output"] = npz[k]
-            if not heads:
-                raise FieldError(loc, "the .npz needs a 'targets' (or 'y') array, or 'targets.<head>' arrays")
-            return npz[x_key], heads
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise FieldError(loc, f"is not a readable .npz file without pickled objects ({exc})"[:300]) from exc
-
-
-def _read_npy(f, loc: list) -> np.ndarray:
-    try:
-        return np.load(f, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise FieldError(loc, f"is not a readable .npy file without pickled objects ({exc})"[:300]) from exc
-
-
-def _read_csv(f, target_columns: list[str], loc: list) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    text = io.TextIOWrapper(f, encoding="utf-8", errors="strict", newline="")
-    try:
-        reader = csv.reader(text)
-        header = next(reader, None)
-        if not header:
-            raise FieldError(loc, "the .csv is empty; it needs a header row naming the columns")
-        missing = [c for c in target_columns if c not in header]
-        if missing or not target_columns:
-            raise FieldError(["body", "target_columns"], f"name target columns of the header "
-                                                         f"({', '.join(header)[:200]}); missing: {', '.join(missing)[:200]}")
-        rows = [r for r in reader if r]
-        data = np.array(rows, dtype=np.float64) if rows else np.zeros((0, len(header)))
-    except UnicodeDecodeError as exc:
-        raise FieldError(loc, "the .csv is not UTF-8 text") from exc
-    except ValueError as exc:
-        raise FieldError(loc, f"the .csv must hold numbers only, with as many fields per row as the header ({exc})"[:300]) from exc
-    idx = [header.index(c) for c in target_columns]
-    x = np.delete(data, idx, axis=1)
-    return x, {c: data[:, header.index(c)] for c in target_columns}
+                  task=builtin.TASKS[body.builtin], source=f"builtin:{body.builtin}", loc=["body", "builtin"])
 
 
 @router.post("/upload", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
@@ -139,39 +59,20 @@ def upload_dataset(
     target_columns: Annotated[str, Form(description="comma-separated CSV target columns")] = "",
 ) -> DatasetOut:
     """The upload is spooled to disk by the server and parsed from there, one copy at a time."""
-    loc = ["body", "file"]
     if task not in ("classification", "regression"):
         raise FieldError(["body", "task"], "must be 'classification' or 'regression'")
-    for f, where in ((file, loc), (targets, ["body", "targets"])):
-        if f is not None and (f.size or 0) > settings.max_dataset_bytes:
-            raise FieldError(where, f"the file is {f.size} bytes, over the limit max_dataset_bytes "
-                                    f"({settings.max_dataset_bytes})")
-    filename = (file.filename or "").lower()
-    if filename.endswith(".npz"):
-        x, heads = _read_npz(file.file, loc)
-    elif filename.endswith(".npy"):
-        if targets is None:
-            raise FieldError(["body", "targets"], "an .npy of inputs needs an .npy of targets beside it")
-        x, heads = _read_npy(file.file, loc), {"output": _read_npy(targets.file, ["body", "targets"])}
-    elif filename.endswith(".csv"):
-        x, heads = _read_csv(file.file, [c.strip() for c in target_columns.split(",") if c.strip()], loc)
-    else:
-        raise FieldError(loc, "must be a .npz, .npy or .csv file (by its file name)")
+    filename = file.filename or ""
     try:
-        inputs = to_float_array(x)
-        n = inputs.shape[0]
-        ys = {h: to_targets(_integral(y) if task == "classification" else y, task, n) for h, y in heads.items()}
-    except (ValueError, TypeError) as exc:
-        raise FieldError(loc, str(exc)) from exc
-    target = ys if set(ys) != {"output"} else ys["output"]
-    return _store(session, settings, owner=owner, name=name, inputs=inputs, targets=target, task=task,
-                  source=f"upload:{filename.rsplit('.', 1)[-1]}", loc=loc)
-
-
-def _integral(y: np.ndarray) -> np.ndarray:
-    if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
-        return y.astype(np.int64)
-    return y
+        limits.check_file_size(file.size, max_bytes=settings.max_dataset_bytes)
+        if targets is not None:
+            limits.check_file_size(targets.size, max_bytes=settings.max_dataset_bytes, field="targets")
+        inputs, heads = files.read_upload(
+            filename, file.file, task=task, targets=targets.file if targets is not None else None,
+            target_columns=[c.strip() for c in target_columns.split(",") if c.strip()])
+    except IngestError as exc:
+        raise FieldError(["body", exc.field or "file"], str(exc)) from exc
+    return _store(session, settings, owner=owner, name=name, inputs=inputs, targets=heads, task=task,
+                  source=f"upload:{filename.lower().rsplit('.', 1)[-1]}", loc=["body", "file"])
 
 
 @router.get("", response_model=DatasetList)

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
-from api.routes.jobs import check_model_limits, dataset_facts
+from api.routes.jobs import dataset_facts
 from api.schemas.specs import NodeRow, SpecReport, SpecValidateBody
 from engine import spec
+from plan.planner import check_model_limits
 
 router = APIRouter(prefix="/specs", tags=["specs"])
 
@@ -20,8 +21,8 @@ def validate_spec(body: SpecValidateBody, session: SessionDep, settings: Setting
     shape, classes = body.input_shape, body.num_classes
     if body.dataset_id is not None:
         facts = dataset_facts(session, body.dataset_id, ["body", "dataset_id"], owner)
-        shape = shape or facts["input_shape"]
-        classes = classes or facts["num_outputs"]
+        shape = shape or facts.input_shape
+        classes = classes or facts.num_outputs
     if isinstance(shape, list) and (len(shape) > 8 or any(d < 1 or d > 2**31 for d in shape)):
         raise FieldError(["body", "input_shape"], "must be 1 to 8 sizes, each at least 1")
     report = spec.validate(body.model, shape, num_classes=classes)

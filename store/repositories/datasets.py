@@ -1,60 +1,29 @@
-"""Datasets: arrays stored as one compressed .npz blob (``inputs`` plus ``targets`` for a
-single head or ``targets.<head>`` per head), with per-head facts in ``targets_info``."""
+"""Datasets: the arrays as one blob (``ingest.codec``) with the per-head facts the planner
+needs beside it, so that submitting a job never loads the data."""
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
+from ingest import DEFAULT_HEAD, DatasetFacts, codec, head_info
+from ingest.heads import as_heads
 from store.models import Dataset
-
-DEFAULT_HEAD = "output"
-
-
-def encode_arrays(inputs: np.ndarray, targets: np.ndarray | dict[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    if isinstance(targets, dict):
-        np.savez_compressed(buf, inputs=inputs, **{f"targets.{k}": v for k, v in targets.items()})
-    else:
-        np.savez_compressed(buf, inputs=inputs, targets=targets)
-    return buf.getvalue()
-
-
-def decode_all(blob: bytes) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(inputs, head -> targets); a single-head blob's head is ``output``."""
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        heads = {k.split(".", 1)[1]: npz[k] for k in npz.files if k.startswith("targets.")}
-        if "targets" in npz.files:
-            heads[DEFAULT_HEAD] = npz["targets"]
-        return npz["inputs"], heads
-
-
-def decode_arrays(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    inputs, heads = decode_all(blob)
-    return inputs, next(iter(heads.values()))
-
-
-def head_info(task: str, y: np.ndarray) -> dict[str, Any]:
-    info: dict[str, Any] = {"task": task, "shape": list(y.shape[1:]), "dtype": str(y.dtype), "num_classes": None}
-    if task == "classification" and y.size:
-        info["num_classes"] = int(y.max()) + 1
-    return info
 
 
 def create(
     session: Session, *, name: str, inputs: np.ndarray, targets: np.ndarray | dict[str, np.ndarray],
     task: str | dict[str, str], source: str | None = None, owner: str = "local",
 ) -> Dataset:
-    """Store a dataset. ``targets`` is one array or head name -> array; ``task`` is one task
-    for every head or head name -> 'classification' | 'regression'."""
-    heads = targets if isinstance(targets, dict) else {DEFAULT_HEAD: targets}
+    """Store a dataset. ``targets`` is one array (the default head) or head name -> array;
+    ``task`` is one task for every head or head name -> 'classification' | 'regression'."""
+    heads = as_heads(targets)
     tasks = task if isinstance(task, dict) else {h: task for h in heads}
     info = {h: head_info(tasks[h], y) for h, y in heads.items()}
     first = next(iter(info.values()))
-    blob = encode_arrays(inputs, targets)
+    blob = codec.encode(inputs, heads)
     ds = Dataset(
         owner=owner,
         name=name,
@@ -80,25 +49,20 @@ def targets_info(ds: Dataset) -> dict[str, dict[str, Any]]:
     return {DEFAULT_HEAD: {"task": ds.task, "shape": [], "dtype": "int64", "num_classes": ds.num_classes}}
 
 
+def facts(ds: Dataset) -> DatasetFacts:
+    return DatasetFacts(input_shape=list(ds.input_shape), heads=targets_info(ds), num_samples=ds.num_samples)
+
+
 def get(session: Session, *, dataset_id: str, owner: str | None = None) -> Dataset | None:
     """The dataset, or None if it does not exist or (given ``owner``) belongs to another owner."""
     ds = session.get(Dataset, dataset_id)
     return ds if ds is not None and owner in (None, ds.owner) else None
 
 
-def load_blob(session: Session, *, dataset_id: str) -> bytes:
-    ds = session.scalars(
-        select(Dataset).where(Dataset.id == dataset_id).options(undefer(Dataset.data))
-    ).one()
-    return ds.data
-
-
-def load_arrays(session: Session, *, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
-    return decode_arrays(load_blob(session, dataset_id=dataset_id))
-
-
 def load_all(session: Session, *, dataset_id: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    return decode_all(load_blob(session, dataset_id=dataset_id))
+    """(inputs, head -> targets)."""
+    ds = session.scalars(select(Dataset).where(Dataset.id == dataset_id).options(undefer(Dataset.data))).one()
+    return codec.decode(ds.data)
 
 
 def list_all(session: Session, *, owner: str, limit: int = 100) -> list[Dataset]:

@@ -16,11 +16,12 @@ from store.models import Job, JobStatus, utcnow
 
 
 def create(
-    session: Session, *, name: str, dataset_id: str, model_spec: dict, training: dict,
-    max_restarts: int = 3, time_limit_s: int | None = None, owner: str = "local",
+    session: Session, *, name: str, dataset_id: str, model_spec: dict, training: dict, plan: dict | None = None,
+    total_steps: int = 0, max_restarts: int = 3, time_limit_s: int | None = None, owner: str = "local",
 ) -> Job:
-    job = Job(name=name, dataset_id=dataset_id, model_spec=model_spec, training=training,
-              max_restarts=max_restarts, time_limit_s=time_limit_s, owner=owner)
+    """A queued job: ``training`` as the user sent it, ``plan`` the TrainingPlan built from it."""
+    job = Job(name=name, dataset_id=dataset_id, model_spec=model_spec, training=training, plan=plan,
+              total_steps=total_steps, max_restarts=max_restarts, time_limit_s=time_limit_s, owner=owner)
     session.add(job)
     session.flush()
     return job
@@ -58,7 +59,7 @@ def owner_at_cap(session: Session, *, job_id: str, max_running: int) -> bool:
     return running >= max_running
 
 
-def claim(session: Session, *, job_id: str, total_steps: int, worker: str, lease_s: float) -> int | None:
+def claim(session: Session, *, job_id: str, worker: str, lease_s: float) -> int | None:
     """queued -> running for this worker; returns the new attempt, or None if not queued."""
     now = utcnow()
     result = session.execute(
@@ -66,7 +67,7 @@ def claim(session: Session, *, job_id: str, total_steps: int, worker: str, lease
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
         .values(
             status=JobStatus.RUNNING, attempt=Job.attempt + 1, started_at=func.coalesce(Job.started_at, now),
-            total_steps=total_steps, worker=worker, lease_expires_at=now + timedelta(seconds=lease_s),
+            worker=worker, lease_expires_at=now + timedelta(seconds=lease_s),
         )
     )
     if result.rowcount != 1:

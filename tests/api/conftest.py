@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.main import create_app
+from config.settings import Settings, get_settings
 from store.db import session_scope
 from store.models import Checkpoint, Dataset, Job, Metric
-from store.settings import Settings, get_settings
 
 
 @pytest.fixture

@@ -26,7 +26,9 @@ def test_submit_commits_then_enqueues(client, settings, dataset_id):
     r = client.post("/v1/jobs", json=_job(dataset_id))
     assert r.status_code == 202, r.text
     job = r.json()
-    assert job["status"] == "queued" and job["progress"] == {"epoch": 0, "epochs": 2, "step": 0, "total_steps": 0}
+    # the plan counts the steps at submit time: 2 epochs of 2 batches
+    assert job["status"] == "queued" and job["progress"] == {"epoch": 0, "epochs": 2, "step": 0, "total_steps": 4}
+    assert job["plan"]["steps_per_epoch"] == 2 and set(job["plan"]["heads"]) == {"output"}
     assert job["training"]["optimizer"] == {"type": "SGD", "lr": 0.1, "momentum": 0.0, "dampening": 0.0,
                                            "weight_decay": 0.0, "nesterov": False}
     assert client.get(f"/v1/jobs/{job['id']}").json()["id"] == job["id"]

@@ -100,7 +100,8 @@ def test_multitask_job_is_accepted_and_heads_resolved(client, digits_id):
                 "metrics": {"digit": ["accuracy", "f1"], "parity": ["accuracy"]}}
     r = client.post("/v1/jobs", json={"name": "mt", "dataset_id": ds["id"], "model": graph, "training": training})
     assert r.status_code == 202, r.text
-    assert r.json()["training"]["heads"]["parity"]["loss"]["weight"] == 0.5
+    assert r.json()["plan"]["heads"]["parity"]["loss"]["weight"] == 0.5
+    assert "heads" not in r.json()["training"]
     bad = copy.deepcopy(graph)
     bad["graph"]["nodes"][2]["out_features"] = 1
     r = client.post("/v1/jobs", json={"name": "mt", "dataset_id": ds["id"], "model": bad, "training": training})

@@ -26,7 +26,8 @@ from store.models import Checkpoint, Job
 from store.repositories import metrics
 from tests.e2e.helpers import MLP_SPEC, digits, post_dataset
 from trainyard.processes import Child, free_port, wait_for_port
-from trainyard.stack import Stack, redis_server_command
+from trainyard.commands import redis_server_command
+from trainyard.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,9 @@ from safetensors.numpy import load as load_safetensors
 
 import engine
 from engine import spec
+from plan.splits import split_indices
 from tests.e2e.helpers import MLP_SPEC, digits, post_dataset, submit_job, wait_for_job
-from worker.data import split_indices
-from worker.training import run_job
+from worker.lifecycle import run_job
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +80,7 @@ def test_digits_mlp_trains_and_checkpoint_reproduces_accuracy(running):
 
 
 def _settings(stack):
-    from store.settings import Settings
+    from config.settings import Settings
 
     return Settings(database_url=stack.database_url, redis_url=stack.env["REDIS_URL"])
 

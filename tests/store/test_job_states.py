@@ -26,10 +26,10 @@ def _status(url, job_id):
 
 def test_claim_is_exclusive_and_fences_stale_attempts(database_url, job_id):
     with session_scope(database_url) as s:
-        assert jobs.claim(s, job_id=job_id, total_steps=5, worker="a", lease_s=30) == 1
-        assert jobs.claim(s, job_id=job_id, total_steps=5, worker="b", lease_s=30) is None
+        assert jobs.claim(s, job_id=job_id, worker="a", lease_s=30) == 1
+        assert jobs.claim(s, job_id=job_id, worker="b", lease_s=30) is None
         assert jobs.release(s, job_id=job_id, attempt=1, reason="stop")
-        assert jobs.claim(s, job_id=job_id, total_steps=5, worker="b", lease_s=30) == 2
+        assert jobs.claim(s, job_id=job_id, worker="b", lease_s=30) == 2
         assert not jobs.set_progress(s, job_id=job_id, attempt=1, epoch=1, step=3)  # stale attempt
         assert jobs.heartbeat(s, job_id=job_id, attempt=1, lease_s=30) == (False, False)
         assert not jobs.finish(s, job_id=job_id, attempt=1, status="succeeded")
@@ -41,11 +41,11 @@ def test_claim_is_exclusive_and_fences_stale_attempts(database_url, job_id):
 def test_reaper_requeues_lapsed_leases_then_fails_after_max_restarts(database_url, job_id):
     future = lambda: utcnow() + timedelta(seconds=31)
     with session_scope(database_url) as s:
-        jobs.claim(s, job_id=job_id, total_steps=5, worker="a", lease_s=30)
+        jobs.claim(s, job_id=job_id, worker="a", lease_s=30)
         assert jobs.reap(s, requeue_after_s=300) == ([], [])
         assert jobs.reap(s, now=future(), requeue_after_s=300) == ([job_id], [])
         assert jobs.get(s, job_id=job_id).status == "queued"
-        assert jobs.claim(s, job_id=job_id, total_steps=5, worker="b", lease_s=30) == 2
+        assert jobs.claim(s, job_id=job_id, worker="b", lease_s=30) == 2
         assert jobs.reap(s, now=future(), requeue_after_s=300) == ([], [job_id])  # max_restarts=1 used
         job = jobs.get(s, job_id=job_id)
         s.refresh(job)
@@ -65,4 +65,4 @@ def test_cancel(database_url, job_id):
     with session_scope(database_url) as s:
         assert jobs.request_cancel(s, job_id=job_id) == "cancelled"
         assert jobs.request_cancel(s, job_id=job_id) is None
-        assert jobs.claim(s, job_id=job_id, total_steps=1, worker="a", lease_s=30) is None
+        assert jobs.claim(s, job_id=job_id, worker="a", lease_s=30) is None

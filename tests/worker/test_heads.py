@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from config.settings import Settings, get_settings
 from store.db import session_scope
 from store.repositories import jobs, metrics
-from store.settings import Settings, get_settings
-from worker.training import run_job
+from worker.lifecycle import run_job
 
 TINY = {"vgg11": {"width": 4, "classifier_width": 8, "pool_size": 1, "dropout": 0.0},
         "resnet18": {"width": 2}, "mlp": {"hidden": [8]},

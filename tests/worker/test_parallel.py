@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load as load_safetensors
 
+from config.settings import Settings
 from store.db import session_scope
 from store.repositories import checkpoints, datasets, jobs, metrics
-from store.settings import Settings
-from worker.training import run_job
+from tests.worker.jobs import new_job
+from worker.lifecycle import run_job
 
 SPEC = {"layers": [{"type": "Linear", "in_features": 6, "out_features": 16}, {"type": "Tanh"},
                    {"type": "Linear", "in_features": 16, "out_features": 3}]}
@@ -20,8 +21,7 @@ SPEC = {"layers": [{"type": "Linear", "in_features": 6, "out_features": 16}, {"t
 def _job(url: str, ds_id: str, devices: int, batch_size: int) -> str:
     training = {"epochs": 3, "batch_size": batch_size, "optimizer": {"type": "SGD", "lr": 0.2, "momentum": 0.9},
                 "seed": 4, "validation_split": 0.2, "devices": devices, "checkpoint_every": 5}
-    with session_scope(url) as s:
-        return jobs.create(s, name=f"d{devices}", dataset_id=ds_id, model_spec=SPEC, training=training).id
+    return new_job(url, name=f"d{devices}", dataset_id=ds_id, model=SPEC, training=training)
 
 
 def _result(url: str, job_id: str):

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load as load_safetensors
 
+from config.settings import Settings
 from store.db import session_scope
 from store.models import utcnow
 from store.repositories import checkpoints, datasets, jobs, metrics
-from store.settings import Settings
-from worker import reporting, training
+from tests.worker.jobs import new_job
+from worker import lifecycle, reporting
 from worker.supervision import WORKER_SHUTDOWN
 
 SPEC = {"layers": [{"type": "Linear", "in_features": 4, "out_features": 16}, {"type": "ReLU"},
@@ -33,7 +34,7 @@ def settings(database_url):
 @pytest.fixture
 def sent(monkeypatch):
     messages: list[str] = []
-    monkeypatch.setattr(training, "_send", messages.append)
+    monkeypatch.setattr(lifecycle, "_send", messages.append)
     yield messages
     WORKER_SHUTDOWN.clear()
 
@@ -44,7 +45,8 @@ def _new_job(url: str) -> str:
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)
     with session_scope(url) as s:
         ds = datasets.create(s, name="d", inputs=x, targets=y, task="classification")
-        return jobs.create(s, name="j", dataset_id=ds.id, model_spec=SPEC, training=TRAINING).id
+        ds_id = ds.id
+    return new_job(url, dataset_id=ds_id, model=SPEC, training=TRAINING)
 
 
 def _interrupt_at(monkeypatch, step: int, action) -> None:
@@ -83,30 +85,30 @@ def _assert_same_run(url, reference_id, resumed_id):
 def test_graceful_stop_mid_epoch_resumes_exactly(settings, sent, monkeypatch):
     url = settings.resolved_database_url
     reference = _new_job(url)
-    assert training.run_job(reference, settings) == "succeeded"
+    assert lifecycle.run_job(reference, settings) == "succeeded"
 
     job_id = _new_job(url)
     _interrupt_at(monkeypatch, 11, WORKER_SHUTDOWN.set)
-    assert training.run_job(job_id, settings) == "requeued"
+    assert lifecycle.run_job(job_id, settings) == "requeued"
     assert sent == [job_id]
     with session_scope(url) as s:
         job = jobs.get(s, job_id=job_id)
         assert job.status == "queued" and job.step == 11
         assert checkpoints.latest_with_data(s, job_id=job_id).step == 11  # saved where it stopped
     WORKER_SHUTDOWN.clear()
-    assert training.run_job(job_id, settings) == "succeeded"
+    assert lifecycle.run_job(job_id, settings) == "succeeded"
     _assert_same_run(url, reference, job_id)
 
 
 def test_killed_worker_is_reaped_and_resumes_from_last_checkpoint(settings, sent, monkeypatch):
     url = settings.resolved_database_url
     reference = _new_job(url)
-    assert training.run_job(reference, settings) == "succeeded"
+    assert lifecycle.run_job(reference, settings) == "succeeded"
 
     job_id = _new_job(url)
     _interrupt_at(monkeypatch, 11, lambda: (_ for _ in ()).throw(Killed()))
     with pytest.raises(Killed):
-        training.run_job(job_id, settings)
+        lifecycle.run_job(job_id, settings)
     with session_scope(url) as s:
         assert jobs.get(s, job_id=job_id).status == "running"
         # steps 10 and 11 were logged after the last checkpoint (step 9): resume must redo them
@@ -115,14 +117,14 @@ def test_killed_worker_is_reaped_and_resumes_from_last_checkpoint(settings, sent
         assert jobs.reap(s, requeue_after_s=300) == ([], [])  # lease still valid
         later = utcnow() + timedelta(seconds=settings.lease_s + 1)
         assert jobs.reap(s, now=later, requeue_after_s=300) == ([job_id], [])
-    assert training.run_job(job_id, settings) == "succeeded"  # resumes at step 9
+    assert lifecycle.run_job(job_id, settings) == "succeeded"  # resumes at step 9
     _assert_same_run(url, reference, job_id)
 
 
 def test_duplicate_delivery_trains_once(settings, sent):
     url = settings.resolved_database_url
     job_id = _new_job(url)
-    assert training.run_job(job_id, settings) == "succeeded"
-    assert training.run_job(job_id, settings) == "skipped"
+    assert lifecycle.run_job(job_id, settings) == "succeeded"
+    assert lifecycle.run_job(job_id, settings) == "skipped"
     with session_scope(url) as s:
         assert jobs.get(s, job_id=job_id).attempt == 1

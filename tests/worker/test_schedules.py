@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import engine
+from config.settings import Settings
 from store.db import session_scope
 from store.repositories import checkpoints, datasets, jobs, metrics
-from store.settings import Settings
-from worker.training import run_job
+from tests.worker.jobs import new_job
+from worker.lifecycle import run_job
 
 SPEC = {"layers": [{"type": "Linear", "in_features": 3, "out_features": 2}]}
 
@@ -22,7 +23,8 @@ def _run(url: str, scheduler: dict) -> tuple[dict, list[float]]:
                 "validation_split": 0.2, "scheduler": scheduler}
     with session_scope(url) as s:
         ds = datasets.create(s, name="d", inputs=x, targets=(x[:, 0] > 0).astype(np.int64), task="classification")
-        job_id = jobs.create(s, name="j", dataset_id=ds.id, model_spec=SPEC, training=training).id
+        ds_id = ds.id
+    job_id = new_job(url, dataset_id=ds_id, model=SPEC, training=training)
     assert run_job(job_id, Settings(database_url=url)) == "succeeded"
     with session_scope(url) as s:
         state = engine.load(io.BytesIO(checkpoints.latest_with_data(s, job_id=job_id, with_state=True).state))

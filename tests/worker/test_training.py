@@ -4,22 +4,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from config.settings import Settings
+from plan.splits import split_indices
 from store.db import session_scope
 from store.repositories import datasets, jobs, metrics
-from store.settings import Settings
-from worker.data import split_indices
-from worker.training import run_job
+from tests.worker.jobs import new_job
+from worker.lifecycle import run_job
 
 TRAINING = {"epochs": 2, "batch_size": 8, "optimizer": {"type": "SGD", "lr": 0.1}, "seed": 3, "validation_split": 0.25}
 
 
-def _make_job(url: str, spec: dict) -> str:
+def _make_job(url: str, spec: dict, plan_changes: dict | None = None) -> str:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     with session_scope(url) as s:
-        ds = datasets.create(s, name="d", inputs=x, targets=y, task="classification")
-        return jobs.create(s, name="j", dataset_id=ds.id, model_spec=spec, training=TRAINING).id
+        ds_id = datasets.create(s, name="d", inputs=x, targets=y, task="classification").id
+    return new_job(url, dataset_id=ds_id, model=spec, training=TRAINING, plan_changes=plan_changes)
 
 
 def test_job_trains_writes_metrics_and_is_not_trained_twice(database_url):
@@ -39,8 +40,11 @@ def test_job_trains_writes_metrics_and_is_not_trained_twice(database_url):
 
 
 def test_shape_error_at_runtime_fails_the_job_with_the_message(database_url):
+    # the planner refuses such a spec at submit time; a plan that went wrong since still fails cleanly
     settings = Settings(database_url=database_url)
-    job_id = _make_job(database_url, {"layers": [{"type": "Linear", "in_features": 5, "out_features": 2}]})
+    bad = {"layers": [{"type": "Linear", "in_features": 5, "out_features": 2}]}
+    job_id = _make_job(database_url, {"layers": [{"type": "Linear", "in_features": 4, "out_features": 2}]},
+                       plan_changes={"model": bad})
     assert run_job(job_id, settings) == "failed"
     with session_scope(database_url) as s:
         job = jobs.get(s, job_id=job_id)
@@ -57,10 +61,9 @@ def test_split_is_a_partition(n, split):
 
 def _job_with(url: str, inputs: np.ndarray, targets: np.ndarray, **training) -> str:
     with session_scope(url) as s:
-        ds = datasets.create(s, name="d", inputs=inputs, targets=targets, task="classification")
-        spec = {"layers": [{"type": "Linear", "in_features": inputs.shape[1], "out_features": 2}]}
-        return jobs.create(s, name="j", dataset_id=ds.id, model_spec=spec, training={**TRAINING, **training},
-                           time_limit_s=training.get("time_limit_s")).id
+        ds_id = datasets.create(s, name="d", inputs=inputs, targets=targets, task="classification").id
+    spec = {"layers": [{"type": "Linear", "in_features": inputs.shape[1], "out_features": 2}]}
+    return new_job(url, dataset_id=ds_id, model=spec, training={**TRAINING, **training})
 
 
 def test_non_finite_loss_fails_as_a_user_error(database_url):
@@ -75,7 +78,7 @@ def test_non_finite_loss_fails_as_a_user_error(database_url):
 
 def test_time_limit_fails_the_job(database_url):
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
-    job_id = _job_with(database_url, x, (x[:, 0] > 0).astype(np.int64), epochs=100_000, batch_size=1, time_limit_s=1)
+    job_id = _job_with(database_url, x, (x[:, 0] > 0).astype(np.int64), epochs=1000, batch_size=1, time_limit_s=1)
     assert run_job(job_id, Settings(database_url=database_url)) == "failed"
     with session_scope(database_url) as s:
         job = jobs.get(s, job_id=job_id)

@@ -1,0 +1,53 @@
+"""``TrainingPlan``: everything a worker needs to train a job, resolved at submit time."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plan.request import TrainingConfig
+
+
+class _Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LossPlan(_Plan):
+    """An ``engine.nn`` loss class, its constructor arguments and its weight in the total."""
+
+    type: str
+    weight: float = Field(ge=0)
+    args: dict[str, Any] = {}
+
+
+class HeadPlan(_Plan):
+    """One model output: the dataset head it learns, its task, loss and metrics."""
+
+    target: str
+    task: Literal["classification", "regression"]
+    loss: LossPlan
+    metrics: list[str]
+
+
+class TrainingPlan(_Plan):
+    """The resolved job. ``training`` is the user's training config with every default
+    filled in; the rest is derived from it, the model spec and the dataset's facts."""
+
+    version: Literal[1] = 1
+    model: dict[str, Any]
+    training: TrainingConfig
+    input_shape: list[int]
+    num_outputs: int | None = Field(description="the output count a zoo model is sized to (single head)")
+    heads: dict[str, HeadPlan]
+    train_samples: int = Field(ge=1, description="samples in the training split")
+    steps_per_epoch: int = Field(ge=1, description="optimizer steps per epoch (on every rank)")
+    total_steps: int = Field(ge=1)
+    memory_bytes: int = Field(ge=0, description="static estimate of training memory at batch_size")
+    max_restarts: int = Field(ge=0)
+    time_limit_s: int = Field(ge=1)
+
+    @property
+    def per_step_schedule(self) -> bool:
+        """OneCycleLR and CyclicLR count optimizer steps; the other schedulers count epochs."""
+        sched = self.training.scheduler
+        return sched is not None and sched.type in ("OneCycleLR", "CyclicLR")

@@ -1,0 +1,252 @@
+"""The training loop of one attempt: a claimed job's plan and data in; steps, metrics,
+checkpoints and the final metrics out. Resumable at any step, so that a resumed run ends
+with the same weights as an uninterrupted one."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import engine
+from config.settings import Settings
+from engine import nn, optim, spec
+from engine.utils.data import DataLoader, TensorDataset
+from plan import TrainingPlan
+from worker import checkpoints as ckpt_files
+from worker import failures, parallel
+from worker import metrics as head_metrics
+from worker.builders import Head, build_heads, build_optimizer, build_scheduler
+from worker.data import heads_of
+from worker.reporting import JobLost, Reporter, SilentReporter
+from worker.sampling import EpochSampler
+from worker.supervision import Control
+
+
+@dataclass
+class Claim:
+    """A job this worker now runs (as ``attempt``): its plan and the data it trains on."""
+
+    job_id: str
+    attempt: int
+    plan: TrainingPlan
+    max_restarts: int
+    deadline: float
+    inputs: np.ndarray
+    targets: dict[str, np.ndarray]  # per dataset head
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    resume: tuple[bytes, bytes] | None
+    val_data: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # a separate validation dataset
+
+
+def evaluate(model: nn.Module, heads: list[Head], x: engine.Tensor, ys: list[engine.Tensor],
+             batch_size: int) -> dict[str, Any]:
+    """Validation loss (the weighted total) and each head's loss and metrics, in eval mode
+    without gradients. A single head's names are ``val_loss``, ``val_accuracy``...; several
+    heads add ``val_<head>_loss``, ``val_<head>_accuracy``..."""
+    model.eval()
+    n = x.shape[0]
+    totals = [0.0] * len(heads)
+    outputs: list[list[np.ndarray]] = [[] for _ in heads]
+    with engine.no_grad():
+        for start in range(0, n, batch_size):
+            out = model(x[start:start + batch_size])
+            for i, head in enumerate(heads):
+                o = out[head.name] if isinstance(out, dict) else out
+                totals[i] += head.loss(o, ys[i][start:start + batch_size]).item() * o.shape[0]
+                outputs[i].append(o.cpu().numpy())
+    model.train()
+    result: dict[str, Any] = {"val_loss": sum(h.weight * t / n for h, t in zip(heads, totals))}
+    for i, head in enumerate(heads):
+        prefix = "val_" if len(heads) == 1 else f"val_{head.name}_"
+        if len(heads) > 1:
+            result[prefix + "loss"] = totals[i] / n
+        values = head_metrics.compute(head.task, np.concatenate(outputs[i]), ys[i].cpu().numpy(), head.metrics)
+        result.update({prefix + k: v for k, v in values.items()})
+    return result
+
+
+def follow(claim: Claim, settings: Settings, ranks: parallel.Ranks) -> None:
+    """A follower rank's training: in step with rank 0, which records every outcome."""
+    try:
+        loop = TrainingLoop(claim, settings, Control(), ranks)
+        if claim.resume:
+            loop.restore(*claim.resume)
+        loop.run()
+    except (failures.Cancelled, JobLost):
+        pass
+
+
+class TrainingLoop:
+    """One attempt's training: model, optimizer and data order, resumable at any step."""
+
+    def __init__(self, claim: Claim, settings: Settings, control: Control, ranks: parallel.Ranks | None = None):
+        self.job_id, self.attempt, self.control, self.deadline = claim.job_id, claim.attempt, control, claim.deadline
+        self.plan = plan = claim.plan
+        self.training = training = plan.training
+        self.batch_size = training.batch_size
+        engine.manual_seed(training.seed)
+        self.ranks = ranks = ranks or parallel.Ranks()
+        self.device = ranks.device(parallel.pick_device(settings.device))
+        self.model = spec.build_model(plan.model, plan.input_shape, num_classes=plan.num_outputs)
+        self.model.to(self.device)
+        self.net = parallel.wrap(self.model, ranks)  # what the training forward goes through
+        self.heads = build_heads(plan.heads)
+        self.optimizer = build_optimizer(self.model.parameters(), training)
+        self.scheduler = build_scheduler(self.optimizer, training.scheduler)
+        x = engine.tensor(claim.inputs, dtype=engine.float32, device=self.device)
+        ys = [heads_of(claim.targets, h.target, h.task, self.device) for h in self.heads]
+        if claim.val_data is not None:
+            vx, vys = claim.val_data
+            self.x_val = engine.tensor(vx, dtype=engine.float32, device=self.device)
+            self.y_val = [heads_of(vys, h.target, h.task, self.device) for h in self.heads]
+        else:
+            self.x_val, self.y_val = x[claim.val_idx], [y[claim.val_idx] for y in ys]
+        train_idx = claim.train_idx
+        self.sampler = EpochSampler(len(train_idx), training.seed, shard=ranks.shard)
+        self.loader = DataLoader(TensorDataset(x[train_idx], *[y[train_idx] for y in ys]),
+                                 batch_size=self.batch_size, sampler=self.sampler)
+        self.steps_per_epoch = plan.steps_per_epoch
+        if math.ceil(len(self.sampler) / self.batch_size) != self.steps_per_epoch:
+            raise RuntimeError(f"the plan counts {self.steps_per_epoch} steps per epoch but the data gives "
+                               f"{math.ceil(len(self.sampler) / self.batch_size)}")
+        self.reporter = (Reporter(settings.resolved_database_url, self.job_id, self.attempt,
+                                  settings.metrics_flush_every) if ranks.main else SilentReporter())
+        self.every = training.checkpoint_every or self.steps_per_epoch
+        self.position: dict[str, Any] = {"epoch": 1, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0,
+                                         "best": None, "bad_epochs": 0}
+        self.final: dict[str, Any] = {}
+        self.saved_step = -1  # step of the newest checkpoint this attempt wrote
+
+    def restore(self, model_bytes: bytes, state_bytes: bytes) -> None:
+        self.position = ckpt_files.restore(self.model, self.optimizer, model_bytes, state_bytes)
+        self.final = self.position.pop("final", {}) or {}
+        scheduler_state = self.position.pop("scheduler", None)
+        if self.scheduler is not None and scheduler_state:
+            self.scheduler.load_state_dict(scheduler_state)
+
+    def checkpoint(self, epoch_metrics: dict[str, float] | None = None) -> None:
+        p = self.position
+        if not self.ranks.main:  # rank 0 writes the checkpoint for all ranks
+            self.saved_step = p["step"]
+            return
+        model_bytes = ckpt_files.model_file(self.model, job_id=self.job_id, model_spec=self.plan.model,
+                                            epoch=p["epoch"], step=p["step"])
+        extra = {"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}
+        state_bytes = ckpt_files.state_file(self.optimizer, {**p, "final": self.final, **extra})
+        scalars = {k: v for k, v in (epoch_metrics or {}).items() if isinstance(v, (int, float))}
+        self.reporter.flush(epoch_metrics=scalars or None, checkpoint=(model_bytes, state_bytes))
+        self.saved_step = p["step"]
+
+    def run(self) -> dict[str, float] | None:
+        """Train to the end and return the final metrics, or None after a graceful stop."""
+        p = self.position
+        epochs = self.training.epochs
+        if p["batch"] >= self.steps_per_epoch:  # resumed from an end-of-epoch checkpoint
+            p.update(epoch=p["epoch"] + 1, batch=0, loss_sum=0.0, seen=0)
+        while p["epoch"] <= epochs:
+            self.model.train()
+            self.sampler.set_epoch(p["epoch"], start=p["batch"] * self.batch_size)
+            self.reporter.epoch = p["epoch"]
+            for xb, *ybs in self.loader:
+                if self._stop_requested():
+                    return None
+                self._step(xb, ybs)
+                if p["batch"] < self.steps_per_epoch and p["step"] % self.every == 0:
+                    self.checkpoint()
+            self.final = {"train_loss": p["loss_sum"] / max(p["seen"], 1)}
+            if len(self.x_val) and self.ranks.main:
+                self.final.update(evaluate(self.model, self.heads, self.x_val, self.y_val, self.batch_size))
+            if self.scheduler is not None and not self.plan.per_step_schedule:
+                if isinstance(self.scheduler, optim.lr_scheduler.ReduceLROnPlateau):
+                    watched = self.ranks.from_main(float(self.final.get("val_loss", self.final["train_loss"])))
+                    self.scheduler.step(watched)
+                else:
+                    self.scheduler.step()
+            stop = bool(self.ranks.decide(int(self._early_stop())))
+            self.checkpoint(epoch_metrics=self.final)
+            if p["epoch"] == epochs or stop:
+                break
+            p.update(epoch=p["epoch"] + 1, batch=0, loss_sum=0.0, seen=0)
+        return self.final
+
+    def _early_stop(self) -> bool:
+        """Track the watched metric; True once it has not improved for ``patience`` epochs."""
+        es = self.training.early_stopping
+        if es is None:
+            return False
+        p, value = self.position, self.final.get(es.metric)
+        if not isinstance(value, (int, float)):
+            return False
+        sign = 1 if es.mode == "min" else -1
+        if p["best"] is None or sign * (p["best"] - value) > es.min_delta:
+            p["best"], p["bad_epochs"] = value, 0
+        else:
+            p["bad_epochs"] += 1
+        if p["bad_epochs"] >= es.patience:
+            self.final["stopped_early_at_epoch"] = p["epoch"]
+            return True
+        return False
+
+    def _decision(self) -> int:
+        """Rank 0 looks at the clock and the control flags; every rank gets its answer."""
+        code = parallel.GO
+        if self.ranks.main:
+            c = self.control
+            code = (parallel.ABORT if time.time() > self.deadline else parallel.LOST if c.lost.is_set()
+                    else parallel.CANCEL if c.cancel.is_set() else parallel.SHUTDOWN if c.shutdown
+                    else parallel.GO)
+        return self.ranks.decide(code)
+
+    def _stop_requested(self) -> bool:
+        code = self._decision()
+        if code == parallel.GO:
+            return False
+        if code == parallel.ABORT:
+            if not self.ranks.main:
+                raise failures.Cancelled()  # a follower just leaves; rank 0 reports
+            raise failures.TimeLimitExceeded("the job ran past its time limit")
+        if code == parallel.LOST:
+            raise JobLost(f"job {self.job_id} attempt {self.attempt} was taken over")
+        if code == parallel.CANCEL:
+            self.reporter.flush()
+            raise failures.Cancelled()
+        if self.saved_step != self.position["step"]:
+            self.checkpoint()  # worker shutting down: save exactly where we are
+        else:
+            self.reporter.flush()
+        return True
+
+    def _step(self, xb, ybs) -> None:
+        """One optimizer step on the weighted sum of the heads' losses (one backward)."""
+        p = self.position
+        training = self.training
+        self.optimizer.zero_grad()
+        out = self.net(xb)
+        loss = None
+        for head, yb in zip(self.heads, ybs):
+            o = out[head.name] if isinstance(out, dict) else out
+            term = head.loss(o, head.prepare(o, yb))
+            term = term if head.weight == 1.0 else term * head.weight
+            loss = term if loss is None else loss + term
+        loss.backward()
+        if training.clip_grad_value:
+            nn.utils.clip_grad_value_(self.model.parameters(), training.clip_grad_value)
+        if training.clip_grad_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), training.clip_grad_norm)
+        self.optimizer.step()
+        if self.plan.per_step_schedule:
+            self.scheduler.step()
+        value = self.ranks.mean(loss.item())
+        p["step"] += 1
+        p["batch"] += 1
+        if not math.isfinite(value):
+            if training.stop_on_nan:
+                raise FloatingPointError(f"loss became {value} at epoch {p['epoch']}, step {p['step']}")
+            return  # not recorded: metrics hold finite numbers only
+        p["loss_sum"] += value * xb.shape[0]
+        p["seen"] += xb.shape[0]
+        self.reporter.step_loss(p["epoch"], p["step"], value)
