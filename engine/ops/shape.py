@@ -482,61 +482,146 @@ def pad_widths(g: Tensor, widths: list) -> Tensor:
     return r
 
 
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
 def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:
     """torch.nn.functional.pad: ``pad`` lists (left, right) pairs from the last dim backwards.
 
-    Modes constant (negative pads crop), reflect, replicate and circular.
+    Modes constant (negative pads crop; ``value`` is cast to the input's dtype), reflect,
+    replicate and circular, with torch's argument checks and error messages. Unlike torch,
+    the non-constant modes also take any number of padded dims on any input rank.
     """
-    pad = list(pad)
+    if mode not in _PAD_MODES:
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    pad = _pad_ints(pad)
     if len(pad) % 2:
         raise RuntimeError("Padding length must be divisible by 2")
-    nd = input._data.ndim
-    if len(pad) // 2 > nd:
-        raise RuntimeError("Padding length should be less than or equal to two times the input "
-                           "dimension")
+    shape = input._data.shape
+    nd, k = len(shape), len(pad) // 2
+    if k > nd:
+        raise RuntimeError("Padding length should be less than or equal to two times the input dimension "
+                           f"but got padding length {len(pad)} and input of dimension {nd}")
     widths = [(0, 0)] * nd
-    for i in range(len(pad) // 2):
-        widths[nd - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    for j in range(k):
+        widths[nd - 1 - j] = (pad[2 * j], pad[2 * j + 1])
     if mode == "constant":
-        x = input
-        crop = tuple(slice(-b if b < 0 else 0, (n + a) if a < 0 else n)
-                     for (b, a), n in zip(widths, input._data.shape))
-        if any(b < 0 or a < 0 for b, a in widths):
-            x = x[crop]
-            widths = [(max(b, 0), max(a, 0)) for b, a in widths]
-        r = pad_widths(x, widths)
-        if value:
-            from engine.ops.elementwise import where
-
-            xp = xp_of(x)
-            mask = wrap(xp.pad(xp.zeros(x._data.shape, dtype=bool), widths, constant_values=True))
-            r = where(mask, value, r)
-        return r
-    # reflect / replicate / circular: build the index along each padded dim and gather
-    if mode not in ("reflect", "replicate", "circular"):
-        raise NotImplementedError(f"Unsupported padding mode: {mode}")
-    r = input
-    xp = xp_of(input)
-    for ax, (b, a) in enumerate(widths):
-        if b == 0 and a == 0:
-            continue
-        n = r._data.shape[ax]
-        pos = np.arange(-b, n + a)
-        if mode == "reflect":
+        for (b, a), n in zip(widths, shape):
+            if n + min(b, 0) < 0 or n + min(b, 0) + a < 0:
+                raise RuntimeError("narrow(): length must be non-negative.")
+        return _constant_pad(input, widths, 0 if value is None else value)
+    if value is not None and value != 0:
+        raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
+    if mode == "circular":
+        for (b, a), n in zip(widths, shape):
+            if b > n or a > n:
+                raise RuntimeError("Padding value causes wrapping around more than once.")
+            if n + b + a < 0 or (n - max(-b, 0) - max(-a, 0) <= 0 < n + b + a):
+                raise RuntimeError("Negative padding value is resulting in an empty dimension")
+        return _index_pad(input, widths, mode, "torch::autograd::CopySlices")  # torch's name()
+    if k and any(n == 0 for n in shape[-(k + 1):]):
+        raise RuntimeError(f"Expected {k + 1}D or {k + 2}D (batch mode) tensor with possibly 0 batch size and "
+                           f"other non-zero dimensions for input, but got: {list(shape)}")
+    if mode == "reflect":
+        for j in range(k):
+            ax = nd - 1 - j
+            (b, a), n = widths[ax], shape[ax]
             if b >= n or a >= n:
-                raise RuntimeError(f"Argument #4: Padding size should be less than the "
-                                   f"corresponding input dimension, but got: padding ({b}, {a}) "
-                                   f"at dimension {ax} of input {list(input.shape)}")
-            period = 2 * (n - 1) if n > 1 else 1
-            pos = np.abs(pos) % period
-            pos = np.where(pos >= n, period - pos, pos)
-        elif mode == "replicate":
-            pos = np.clip(pos, 0, n - 1)
-        else:
-            pos = pos % n
-        from engine.ops.indexing import index_select
+                raise RuntimeError(f"Argument #{4 + 2 * j}: Padding size should be less than the corresponding "
+                                   f"input dimension, but got: padding ({b}, {a}) at dimension {ax} of input "
+                                   f"{list(shape)}")
+    out = [n + b + a for (b, a), n in zip(widths, shape)][nd - k:]
+    if k and (all(o < 1 for o in out) or any(o < 0 for o in out)):
+        names = ("D", "H", "W")[-k:] if k <= 3 else [f"dim{ax}" for ax in range(nd - k, nd)]
+        raise RuntimeError(f"input ({', '.join(f'{c}: {n}' for c, n in zip(names, shape[nd - k:]))}) is too "
+                           f"small. Calculated output {' '.join(f'{c}: {o}' for c, o in zip(names, out))}")
+    kind = "Reflection" if mode == "reflect" else "Replication"
+    return _index_pad(input, widths, mode, f"{kind}Pad{k}DBackward0")
 
-        r = index_select(r, ax, wrap(xp.asarray(pos)))
+
+def _pad_ints(pad: Any) -> list:
+    out = list(pad)
+    for i, p in enumerate(out):
+        if isinstance(p, bool) or not isinstance(p, (int, np.integer)):
+            raise TypeError("pad(): argument 'pad' (position 2) must be tuple of ints, but found element of "
+                            f"type {type(p).__name__} at pos {i}")
+        out[i] = int(p)
+    return out
+
+
+def _constant_pad(input: Tensor, widths: list, value: Any) -> Tensor:
+    """``input`` cropped by the negative and padded with ``value`` by the positive widths.
+
+    The gradient is the constant pad of the incoming gradient by the negated widths."""
+    d = input._data
+    if any(b < 0 or a < 0 for b, a in widths):
+        d = d[tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, d.shape))]
+    grow = [(max(b, 0), max(a, 0)) for b, a in widths]
+    xp = xp_of(input)
+    r = wrap(xp.pad(d, grow, constant_values=value) if value != 0 else xp.pad(d, grow))
+    if STATE.enabled and input._rg:
+        back = [(-b, -a) for b, a in widths]
+        attach(r, (input,), lambda g, _: (_constant_pad(g, back, 0),), "ConstantPadNdBackward0")
+    return r
+
+
+def _index_pad(input: Tensor, widths: list, mode: str, name: str) -> Tensor:
+    """Reflect, replicate or circular padding; the gradient sums through the map of source entries."""
+    d = input._data
+    xp = xp_of(input)
+    apply = _index_pad_fn(xp, widths, d.shape, mode)
+    r = wrap(apply(d))
+    if STATE.enabled and input._rg:
+        idx = apply(xp.arange(d.size, dtype=np.int64).reshape(d.shape))  # flat source of each output
+        attach(r, (input,), lambda g, _: (_scatter_flat(g, idx, d.shape, name),), name)
+    return r
+
+
+def _index_pad_fn(xp: Any, widths: list, shape: tuple, mode: str) -> Any:
+    """The padding as a function of an array of ``shape`` (the data, or the map of its flat indices)."""
+    crop = tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, shape))
+    grow = [(max(b, 0), max(a, 0)) for b, a in widths]
+    if (mode == "circular" or (mode == "replicate" and all(s.start < s.stop for s in crop))
+            or all(b >= 0 and a >= 0 for b, a in widths)):
+        # crop by the negative pads, then xp.pad (replicate and circular act on the kept part, as torch)
+        np_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+        return lambda arr: xp.pad(arr[crop], grow, mode=np_mode)
+    # reflect (replicate) with negative pads reflects about (repeats) the original edges
+    takes = []
+    for ax, ((b, a), n) in enumerate(zip(widths, shape)):
+        if b or a:
+            pos = np.arange(-b, n + a)
+            if mode == "reflect":
+                period = 2 * (n - 1) if n > 1 else 1
+                pos = np.abs(pos) % period
+                pos = np.where(pos >= n, period - pos, pos)
+            takes.append((ax, xp.asarray(np.clip(pos, 0, n - 1))))
+
+    def apply(arr: Any) -> Any:
+        for ax, pos in takes:
+            arr = xp.take(arr, pos, axis=ax)
+        return arr
+    return apply
+
+
+def _gather_flat(x: Tensor, idx: Any, name: str) -> Tensor:
+    """``x.flatten()[idx]``, the double backward of the index pads (its backward is _scatter_flat)."""
+    r = wrap(x._data.reshape(-1)[idx])
+    if STATE.enabled and x._rg:
+        shape = x._data.shape
+        attach(r, (x,), lambda g, _: (_scatter_flat(g, idx, shape, name),), name)
+    return r
+
+
+def _scatter_flat(g: Tensor, idx: Any, shape: tuple, name: str) -> Tensor:
+    """The gradient of an index pad: ``g``'s entries summed into the ``shape`` entries ``idx`` names."""
+    xp = xp_of(g)
+    n = int(np.prod(shape))
+    gd = g._data
+    r = wrap(xp.bincount(idx.reshape(-1), weights=gd.reshape(-1), minlength=n)
+             .astype(gd.dtype, copy=False).reshape(shape))
+    if STATE.enabled and g._rg:
+        attach(r, (g,), lambda gg, _: (_gather_flat(gg, idx, name),), name.replace("Backward0", "BackwardBackward0"))
     return r
 
 

@@ -83,6 +83,60 @@ def test_pad_constant_value_and_negative(helper_test_op):
     helper_test_op(fn, [(2, 3, 4)])
 
 
+PAD_ERRORS = [  # (shape, pad, mode, value): torch raises; engine raises the same type and message
+    ((3, 4), (1, 1), "bogus", None),
+    ((3, 4), (1,), "constant", None),
+    ((3, 4), (1, 1, 1, 1, 1, 1), "constant", None),
+    ((3, 4), (1.5, 1), "constant", None),
+    ((3, 4), (-5, 1), "constant", None),
+    ((3, 4), (1, 1), "reflect", 1.0),
+    ((3, 4), (1, 1), "circular", 2.0),
+    ((3, 4), (4, 0), "reflect", None),
+    ((2, 3, 4), (0, 0, 3, 0), "reflect", None),
+    ((3, 4), (-3, -1), "reflect", None),
+    ((3, 4), (-2, -2), "replicate", None),
+    ((3, 0), (1, 1), "replicate", None),
+    ((2, 0, 4), (1, 1), "reflect", None),
+    ((3, 4), (5, 0), "circular", None),
+    ((3, 4), (-4, -1), "circular", None),
+]
+
+
+@pytest.mark.parametrize("shape,pad,mode,value", PAD_ERRORS)
+def test_pad_errors_like_torch(torch, shape, pad, mode, value):
+    import engine
+    import engine.nn.functional as F
+
+    assert F.pad is engine.pad
+    with pytest.raises(Exception) as te:
+        torch.nn.functional.pad(torch.zeros(shape), pad, mode=mode, value=value)
+    with pytest.raises(type(te.value)) as ee:
+        engine.pad(engine.zeros(shape), pad, mode=mode, value=value)
+    assert str(ee.value) == str(te.value).split("\n")[0]
+
+
+@pytest.mark.parametrize("shape,pad,mode", [
+    ((2, 3, 5), (2, 1), "reflect"), ((2, 3, 4, 5), (1, -1, 0, 2), "reflect"),
+    ((2, 3, 5), (-1, 2), "replicate"), ((2, 3), (-3, 1), "replicate"),
+    ((1, 2, 3, 4, 5), (1, 1, 1, 0, 0, 1), "replicate"),
+    ((2, 3, 5), (2, 1), "circular"), ((2, 3, 5), (-3, 1), "circular"), ((2, 3, 5), (2, -3), "circular"),
+    ((3, 4), (-4, 0, 1, 0), "constant"), ((3, 4), (-2, -2), "constant"),
+])
+def test_pad_modes_negative_pads_and_grad_fn(helper_test_op, torch, shape, pad, mode):
+    import engine
+
+    helper_test_op(lambda m, x: m.nn.functional.pad(x, pad, mode=mode), [shape])
+    et = engine.pad(engine.zeros(shape, requires_grad=True), pad, mode=mode)
+    tt = torch.nn.functional.pad(torch.zeros(shape, requires_grad=True), pad, mode=mode)
+    assert et.grad_fn.name() == tt.grad_fn.name()
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "bool", "float16"])
+def test_pad_constant_value_keeps_dtype(helper_test_op, dtype):
+    helper_test_op(lambda m, x: m.nn.functional.pad(x, (1, 2, 0, 1), value=2.5), [(2, 3)], dtype=dtype,
+                   grad=False)
+
+
 def test_view_errors_like_torch(torch):
     import engine
 

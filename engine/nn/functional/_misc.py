@@ -8,6 +8,7 @@ import numpy as np
 
 from engine.backend import get_array_module
 from engine.ops._util import attach, needs_grad, wrap
+from engine.ops.shape import pad  # one implementation: F.pad is engine.pad
 from engine.tensor import Tensor
 
 __all__ = [
@@ -152,42 +153,6 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):
         raise RuntimeError("Class values must be smaller than num_classes.")
     return Tensor._wrap((t[..., None] == xp.arange(num_classes)).astype(xp.int64))
-
-
-def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:
-    """Pads trailing dims: ``pad=(left, right, top, bottom, ...)``; constant, reflect, replicate, circular."""
-    if len(pad) % 2:
-        raise ValueError("Padding length must be divisible by 2")
-    x = input._data
-    xp = get_array_module(x)
-    nd = x.ndim
-    widths = [(0, 0)] * nd
-    for i in range(len(pad) // 2):
-        widths[nd - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
-    if any(a < 0 or b < 0 for a, b in widths):
-        # negative padding crops
-        sl = tuple(slice(max(-a, 0), s - max(-b, 0)) for (a, b), s in zip(widths, x.shape))
-        cropped = input[sl]
-        return pad(cropped, tuple(max(v, 0) for v in pad), mode, value)
-    np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}.get(mode)
-    if np_mode is None:
-        raise NotImplementedError(f"padding mode {mode!r} is not supported")
-    kwargs = {"constant_values": 0.0 if value is None else value} if np_mode == "constant" else {}
-    out = wrap(xp.pad(x, widths, mode=np_mode, **kwargs))
-    if needs_grad(input):
-        shape = x.shape
-
-        def backward(g: Tensor, _: Any) -> tuple:
-            if np_mode == "constant":
-                sl = tuple(slice(a, a + s) for (a, _b), s in zip(widths, shape))
-                return (wrap(xp.ascontiguousarray(g._data[sl])),)
-            # reflect/replicate/circular: scatter-add through the index map of the padding
-            idx = xp.pad(xp.arange(int(np.prod(shape))).reshape(shape), widths, mode=np_mode)
-            gx = xp.bincount(idx.ravel(), weights=g._data.ravel(), minlength=int(np.prod(shape)))
-            return (wrap(gx.astype(g._data.dtype, copy=False).reshape(shape)),)
-
-        attach(out, (input,), backward, "ConstantPadNdBackward0" if np_mode == "constant" else "PadBackward0")
-    return out
 
 
 def _interp_matrix(in_size: int, out_size: int, mode: str, align_corners: bool | None,
