@@ -22,7 +22,8 @@ def create_app() -> FastAPI:
         if length and length.isdigit() and int(length) > settings.max_request_bytes:
             return JSONResponse(
                 status_code=413,
-                content={"detail": [errors.field_error(["body"], f"request body exceeds {settings.max_request_bytes} bytes")]},
+                content={"detail": [errors.field_error(
+                    ["body"], f"request body exceeds {settings.max_request_bytes} bytes")]},
             )
         return await call_next(request)
 

@@ -31,7 +31,8 @@ def read_upload(filename: str, file: BinaryIO, *, task: str, targets: BinaryIO |
     else:
         raise IngestError(f"must be a {', '.join('.' + f for f in FORMATS)} file (by its file name)")
     inputs = to_float_array(x)
-    ys = {h: to_targets(integral(y) if task == "classification" else y, task, inputs.shape[0]) for h, y in heads.items()}
+    ys = {h: to_targets(integral(y) if task == "classification" else y, task, inputs.shape[0])
+          for h, y in heads.items()}
     return inputs, ys
 
 

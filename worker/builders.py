@@ -46,7 +46,8 @@ def build_optimizer(params: Iterable[nn.Parameter], training: TrainingConfig) ->
     return getattr(optim, config.type)(params, **kwargs)
 
 
-def build_scheduler(optimizer: optim.Optimizer, config: SchedulerConfig | None) -> optim.lr_scheduler.LRScheduler | None:
+def build_scheduler(optimizer: optim.Optimizer,
+                    config: SchedulerConfig | None) -> optim.lr_scheduler.LRScheduler | None:
     """The scheduler with its JSON arguments; lists become tuples except ``milestones``."""
     if config is None:
         return None

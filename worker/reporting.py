@@ -51,7 +51,8 @@ class Reporter:
 
     def _write(self, rows: list[dict], checkpoint: tuple[bytes, bytes] | None) -> None:
         with session_scope(self.url) as session:
-            if not jobs.set_progress(session, job_id=self.job_id, attempt=self.attempt, epoch=self.epoch, step=self.step):
+            if not jobs.set_progress(session, job_id=self.job_id, attempt=self.attempt, epoch=self.epoch,
+                                     step=self.step):
                 raise JobLost(f"job {self.job_id} attempt {self.attempt} no longer owns the job")
             metrics.add_many(session, job_id=self.job_id, rows=rows)
             if checkpoint is not None:

@@ -32,6 +32,7 @@ def row_counts(settings):
 
     def counts() -> dict[str, int]:
         with session_scope(settings.resolved_database_url) as s:
-            return {m.__tablename__: s.scalar(select(func.count()).select_from(m)) for m in (Dataset, Job, Metric, Checkpoint)}
+            return {m.__tablename__: s.scalar(select(func.count()).select_from(m))
+                    for m in (Dataset, Job, Metric, Checkpoint)}
 
     return counts

@@ -44,7 +44,7 @@ def test_bad_datasets_are_rejected_naming_the_field(client, row_counts, inputs, 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_rejected(client, row_counts, literal):
     before = row_counts()
-    raw = '{"name": "nan", "inputs": [[1.0, %s], [0.0, 1.0]], "targets": [0, 1]}' % literal
+    raw = f'{{"name": "nan", "inputs": [[1.0, {literal}], [0.0, 1.0]], "targets": [0, 1]}}'
     errs = _errors(client.post("/v1/datasets", content=raw, headers={"content-type": "application/json"}))
     assert errs[0]["loc"][:2] == ["body", "inputs"] and "NaN or Infinity" in errs[0]["msg"]
     assert row_counts() == before

@@ -68,7 +68,8 @@ def test_uploads_npz_and_csv(client):
     r = client.post("/v1/datasets/upload", data={"name": "u"}, files={"file": ("d.npz", buf.getvalue())})
     assert r.status_code == 201 and r.json()["input_shape"] == [3], r.text
     csv = b"a,b,label\n1,2,0\n3,4,1\n5,6,1\n"
-    r = client.post("/v1/datasets/upload", data={"name": "c", "target_columns": "label"}, files={"file": ("d.csv", csv)})
+    r = client.post("/v1/datasets/upload", data={"name": "c", "target_columns": "label"},
+                    files={"file": ("d.csv", csv)})
     assert r.status_code == 201 and r.json()["num_classes"] == 2, r.text
     r = client.post("/v1/datasets/upload", data={"name": "c", "target_columns": "nope"}, files={"file": ("d.csv", csv)})
     assert r.status_code == 422 and r.json()["detail"][0]["pointer"] == "/target_columns"
@@ -77,7 +78,8 @@ def test_uploads_npz_and_csv(client):
 def test_limits_are_422s_naming_the_limit(client, settings, digits_id, row_counts):
     before = row_counts()
     settings.max_parameters = 1000
-    r = client.post("/v1/jobs", json={"name": "j", "dataset_id": digits_id, "model": {"zoo": "mlp"}, "training": TRAINING})
+    r = client.post("/v1/jobs", json={"name": "j", "dataset_id": digits_id, "model": {"zoo": "mlp"},
+                                      "training": TRAINING})
     assert r.status_code == 422 and "max_parameters" in r.json()["detail"][0]["msg"]
     settings.max_total_steps = 2
     r = client.post("/v1/jobs", json={"name": "j", "dataset_id": digits_id, "model": {"zoo": "linear_svm"},

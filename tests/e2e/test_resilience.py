@@ -25,8 +25,8 @@ from store.db import session_scope
 from store.models import Checkpoint, Job
 from store.repositories import metrics
 from tests.e2e.helpers import MLP_SPEC, digits, post_dataset
-from trainyard.processes import Child, free_port, wait_for_port
 from trainyard.commands import redis_server_command
+from trainyard.processes import Child, free_port, wait_for_port
 from trainyard.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +98,8 @@ def assert_history_exact(stack: Stack, job_id: str, total_steps: int) -> list[fl
     with session_scope(stack.database_url) as s:
         steps = [m.step for m in metrics.for_job(s, job_id=job_id, kind="step")]
         losses = [m.value for m in metrics.for_job(s, job_id=job_id, kind="step")]
-        ckpt_steps = [c.step for c in s.query(Checkpoint).filter(Checkpoint.job_id == job_id).order_by(Checkpoint.created_at)]
+        ckpt_steps = [c.step for c in
+                      s.query(Checkpoint).filter(Checkpoint.job_id == job_id).order_by(Checkpoint.created_at)]
     assert steps == list(range(1, total_steps + 1)), job_id
     # a resume redoes at most the steps since the last checkpoint: a later attempt never
     # writes a checkpoint at or before a step already checkpointed

@@ -24,8 +24,8 @@ def _on_engine(name: str, tmp_path: Path) -> Path:
 
 def _run(script: Path, *args: str, timeout: int = 240) -> str:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(script), *args], check=False, cwd=script.parent, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, str(script), *args], check=False, cwd=script.parent, env=env,
+                          capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 

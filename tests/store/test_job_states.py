@@ -39,7 +39,8 @@ def test_claim_is_exclusive_and_fences_stale_attempts(database_url, job_id):
 
 
 def test_reaper_requeues_lapsed_leases_then_fails_after_max_restarts(database_url, job_id):
-    future = lambda: utcnow() + timedelta(seconds=31)
+    def future():
+        return utcnow() + timedelta(seconds=31)
     with session_scope(database_url) as s:
         jobs.claim(s, job_id=job_id, worker="a", lease_s=30)
         assert jobs.reap(s, requeue_after_s=300) == ([], [])

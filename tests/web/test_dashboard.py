@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
@@ -210,7 +210,7 @@ def _iso(dt: datetime) -> str:
 
 
 def _job(job_id: str, status: str, *, step: int, total: int = 24, epochs: int = 3, error=None, minutes_ago=1):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created = now - timedelta(minutes=minutes_ago)
     return {
         "id": job_id, "name": f"job <{job_id}>", "status": status, "dataset_id": "ds1", "model": MODEL,
@@ -252,7 +252,8 @@ def test_list_order_badges_and_progress(page, fake_api):
     page.goto(f"{fake_api.origin}/")
     rows = page.get_by_test_id("job-row")
     expect(rows).to_have_count(5)
-    assert [r.get_attribute("data-job-id") for r in rows.all()] == ["cancelled", "failed", "succeeded", "running", "queued"]
+    order = [r.get_attribute("data-job-id") for r in rows.all()]
+    assert order == ["cancelled", "failed", "succeeded", "running", "queued"]
     for status in fake_api.jobs:
         badge = row_for(page, status).get_by_test_id("job-status")
         expect(badge).to_have_text(status)
@@ -282,7 +283,7 @@ def test_detail_of_running_job_refreshes_then_stops(page, fake_api):
     # New steps, a finished epoch and its checkpoint arrive while the page is open.
     fake_api.metrics["r"] = _metrics("r", 12)
     fake_api.checkpoints["r"] = [{"id": "c1", "epoch": 1, "step": 8, "size_bytes": 9000,
-                                  "created_at": _iso(datetime.now(timezone.utc)),
+                                  "created_at": _iso(datetime.now(UTC)),
                                   "download_url": "/v1/jobs/r/checkpoints/c1/download"}]
     expect(path).to_have_attribute("data-points", "12", timeout=6_000)
     assert path_points(path.get_attribute("d")) == 12

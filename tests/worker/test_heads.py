@@ -46,9 +46,10 @@ def test_each_zoo_model_trains_through_the_api(api, name, request):
     client, settings = api
     builtin = "diabetes" if name == "linear_regression" else "digits"
     ds = client.post("/v1/datasets/builtin", json={"builtin": builtin, "limit": 24}).json()
-    out = _train(client, settings, {"name": name, "dataset_id": ds["id"], "model": {"zoo": name, "args": TINY.get(name, {})},
-                                    "training": {"epochs": 1, "batch_size": 8, "optimizer": {"type": "Adam", "lr": 1e-3},
-                                                 "validation_split": 0.25, "metrics": None}})
+    training = {"epochs": 1, "batch_size": 8, "optimizer": {"type": "Adam", "lr": 1e-3}, "validation_split": 0.25,
+                "metrics": None}
+    out = _train(client, settings, {"name": name, "dataset_id": ds["id"],
+                                    "model": {"zoo": name, "args": TINY.get(name, {})}, "training": training})
     assert np.isfinite(out["final"]["train_loss"]) and np.isfinite(out["final"]["val_loss"])
 
 
@@ -71,9 +72,11 @@ def test_multitask_digits_reports_per_head_metrics(api):
                 "metrics": {"digit": ["accuracy", "f1", "confusion_matrix"], "parity": ["accuracy"]},
                 "scheduler": {"type": "StepLR", "step_size": 1, "gamma": 0.5}, "clip_grad_norm": 5.0}
     out = _train(client, settings, {"name": "mt", "dataset_id": ds["id"], "model": graph, "training": training})
-    assert {"val_digit_accuracy", "val_digit_f1", "val_parity_accuracy", "val_digit_loss", "val_parity_loss"} <= out["names"]
-    assert len(out["final"]["val_digit_confusion_matrix"]) == 10
-    assert out["final"]["val_loss"] == pytest.approx(out["final"]["val_digit_loss"] + 0.5 * out["final"]["val_parity_loss"])
+    names = {"val_digit_accuracy", "val_digit_f1", "val_parity_accuracy", "val_digit_loss", "val_parity_loss"}
+    assert names <= out["names"]
+    final = out["final"]
+    assert len(final["val_digit_confusion_matrix"]) == 10
+    assert final["val_loss"] == pytest.approx(final["val_digit_loss"] + 0.5 * final["val_parity_loss"])
 
 
 def test_early_stopping_stops_and_regression_metrics(api):

@@ -10,7 +10,7 @@ import pytest
 import engine
 from config.settings import Settings
 from store.db import session_scope
-from store.repositories import checkpoints, datasets, jobs, metrics
+from store.repositories import checkpoints, datasets, metrics
 from tests.worker.jobs import new_job
 from worker.lifecycle import run_job
 
