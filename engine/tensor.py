@@ -9,6 +9,7 @@ Contract for the rest of engine: ``Tensor._data`` is the array (any layout) and
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -463,3 +464,15 @@ def from_numpy(array: np.ndarray) -> Tensor:
         raise TypeError(f"can't convert np.ndarray of type {array.dtype}. The only supported "
                         "types are: float64, float32, float16, int64, int32, and bool.")
     return Tensor._wrap(array)
+
+
+def zero_grads(tensors: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Resets the ``.grad`` of each tensor: to None, or to zeros in place (what
+    ``Module.zero_grad`` and ``Optimizer.zero_grad`` do to their parameters)."""
+    for p in tensors:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad._data[...] = 0

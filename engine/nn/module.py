@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.nn._state_dict import StateDictMixin, _IncompatibleKeys  # noqa: F401 (re-export)
 from engine.nn.parameter import Buffer, Parameter
-from engine.tensor import Tensor
+from engine.tensor import Tensor, zero_grads
 
 __all__ = ["Module"]
 
@@ -263,13 +263,7 @@ class Module(StateDictMixin):
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Resets parameter gradients: to None (default) or to zeros in place."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad._data[...] = 0
+        zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
         """Calls ``fn`` on every submodule (children first) and on self."""

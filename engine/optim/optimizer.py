@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from engine.backend import get_array_module, to_numpy
-from engine.tensor import Tensor
+from engine.tensor import Tensor, zero_grads
 
 __all__ = ["Optimizer", "required"]
 
@@ -105,14 +105,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Resets the gradients of all optimized parameters: to None, or to zeros in place."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad._data[...] = 0
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         raise NotImplementedError
