@@ -8,8 +8,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routes import datasets, health, jobs, results, specs
+from api.routes import datasets, events, health, jobs, results, specs
 from config.settings import get_settings
+from store import live
 
 
 def create_app() -> FastAPI:
@@ -28,7 +29,8 @@ def create_app() -> FastAPI:
         return await call_next(request)
 
     errors.install(app)
-    for module in (health, datasets, jobs, results, specs):
+    live.install(settings.redis_url)
+    for module in (health, datasets, jobs, results, events, specs):
         app.include_router(module.router, prefix="/v1")
     web_dir = resources.files("web")
     app.mount("/", StaticFiles(directory=str(web_dir), html=True), name="web")

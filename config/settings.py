@@ -54,7 +54,13 @@ class Settings(BaseSettings):
     max_parameters: int = 200_000_000
     max_memory_bytes: int = 16 * 1024**3  # static estimate: weights, grads, optimizer, activations
     max_total_steps: int = 10_000_000  # epochs x steps per epoch
-    metrics_flush_every: int = 50
+    # a running job's metrics and log lines are written every metrics_flush_s seconds, or
+    # sooner once metrics_flush_rows wait; while the database is away at most
+    # metrics_buffer_rows are kept (the oldest go first)
+    metrics_flush_s: float = 0.5
+    metrics_flush_rows: int = 5000
+    metrics_buffer_rows: int = 1_000_000
+    max_log_lines: int = 10_000  # per job, over all attempts; then a "truncated" line
 
     @property
     def resolved_database_url(self) -> str:

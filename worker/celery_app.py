@@ -5,9 +5,11 @@ from celery import Celery, signals
 
 from config import queues
 from config.settings import get_settings
+from store import live
 from worker.supervision import WORKER_SHUTDOWN, Reaper
 
 settings = get_settings()
+live.install(settings.redis_url)
 
 app = Celery("trainyard", broker=settings.redis_url, include=["worker.tasks"])
 app.conf.update(

@@ -21,8 +21,9 @@ from plan import TrainingPlan, splits
 from store.db import session_scope
 from store.models import JobStatus
 from store.repositories import checkpoints, datasets, jobs, metrics
-from worker import failures, loop, parallel
-from worker.reporting import JobLost
+from worker import failures, loop, parallel, resources
+from worker.joblog import job_log
+from worker.reporting import JobLost, Reporter
 from worker.retry import with_db_retry
 from worker.supervision import Control, Heartbeat
 
@@ -60,25 +61,37 @@ def run_job(job_id: str, settings: Settings) -> str:
     control = Control()
     heartbeat = Heartbeat(url, job_id, attempt, settings.lease_s, control)
     heartbeat.start()
-    try:
+    reporter = Reporter(url, job_id, attempt, total_steps=claimed.plan.total_steps,
+                        epochs=claimed.plan.training.epochs, flush_s=settings.metrics_flush_s,
+                        flush_rows=settings.metrics_flush_rows, buffer_rows=settings.metrics_buffer_rows,
+                        max_log_lines=settings.max_log_lines, on_lost=control.lost.set)
+    with job_log(reporter):
+        resources.reset_peak()
         device = parallel.pick_device(settings.device)
-        with parallel.process_group(claimed, settings, device, claimed.plan.training.devices, loop.follow) as ranks:
-            training = loop.TrainingLoop(claimed, settings, control, ranks)
-            if claimed.resume:
-                training.restore(*claimed.resume)
-            final = training.run()
-    except JobLost as exc:
-        log.warning("%s", exc)
-        return "skipped"
-    except failures.Cancelled:
-        with session_scope(url) as session:
-            jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.CANCELLED,
-                        failure_kind=failures.CANCELLED, error="cancelled by the user")
-        return "cancelled"
-    except Exception as exc:  # noqa: BLE001 - every failure is the job's to report
-        return _fail(claimed, settings, exc)
-    finally:
-        heartbeat.stop()
+        log.info("job %s attempt %d on %s (%s)%s", job_id, attempt, worker_name(), device,
+                 f"; resuming from step {claimed.resume_step}" if claimed.resume else "")
+        try:
+            with parallel.process_group(claimed, settings, device, claimed.plan.training.devices,
+                                        loop.follow) as ranks:
+                training = loop.TrainingLoop(claimed, settings, control, ranks, reporter)
+                if claimed.resume:
+                    training.restore(*claimed.resume)
+                final = training.run()
+        except JobLost as exc:
+            log.warning("%s", exc)
+            return "skipped"
+        except failures.Cancelled:
+            log.info("job %s cancelled by the user", job_id)
+            reporter.close()
+            with session_scope(url) as session:
+                jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.CANCELLED,
+                            failure_kind=failures.CANCELLED, error="cancelled by the user")
+            return "cancelled"
+        except Exception as exc:  # noqa: BLE001 - every failure is the job's to report
+            return _fail(claimed, settings, reporter, exc)
+        finally:
+            heartbeat.stop()
+            reporter.close()
     if final is None:  # graceful stop: checkpointed, back in the queue
         with session_scope(url) as session:
             released = jobs.release(session, job_id=job_id, attempt=attempt, reason="worker stopped; resuming")
@@ -122,7 +135,8 @@ def _claim(job_id: str, settings: Settings) -> loop.Claim | object | None:
         resume = (latest.data, latest.state) if latest is not None and latest.state else None
         metrics.delete_after(session, job_id=job_id, step=latest.step if resume else 0)
         return loop.Claim(job_id, attempt, plan, job.max_restarts, _timestamp(job.started_at) + plan.time_limit_s,
-                          inputs, targets, train_idx, val_idx, resume, val_data)
+                          inputs, targets, train_idx, val_idx, resume, val_data,
+                          resume_step=latest.step if resume else 0)
 
 
 def _timestamp(value) -> float:
@@ -136,12 +150,14 @@ def _send(job_id: str, countdown: float | None = None) -> None:
     send_train(job_id, countdown=countdown)
 
 
-def _fail(claim: loop.Claim, settings: Settings, exc: Exception) -> str:
+def _fail(claim: loop.Claim, settings: Settings, reporter: Reporter, exc: Exception) -> str:
     """Record a failed attempt: infrastructure failures go back to the queue while restarts
-    are left, everything else fails the job with its class and message."""
+    are left, everything else fails the job with its class and message. What the attempt
+    trained and logged (the traceback included) is written first."""
     kind = failures.classify(exc)
     job_id, attempt = claim.job_id, claim.attempt
     log.error("job %s attempt %s: %s failure:\n%s", job_id, attempt, kind, traceback.format_exc())
+    reporter.close()
     message = f"{type(exc).__name__}: {exc}"
     if kind == failures.OOM:
         message += f" (the plan estimates {claim.plan.memory_bytes / 2**20:.1f} MiB for training at this batch size)"

@@ -21,6 +21,7 @@ from worker import metrics as head_metrics
 from worker.builders import Head, build_heads, build_optimizer, build_scheduler
 from worker.data import heads_of
 from worker.reporting import JobLost, Reporter, SilentReporter
+from worker.resources import peak_memory_bytes
 from worker.sampling import EpochSampler
 from worker.supervision import Control
 
@@ -40,6 +41,7 @@ class Claim:
     val_idx: np.ndarray
     resume: tuple[bytes, bytes] | None
     val_data: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # a separate validation dataset
+    resume_step: int = 0  # the step of the checkpoint ``resume`` holds
 
 
 def evaluate(model: nn.Module, heads: list[Head], x: engine.Tensor, ys: list[engine.Tensor],
@@ -83,7 +85,8 @@ def follow(claim: Claim, settings: Settings, ranks: parallel.Ranks) -> None:
 class TrainingLoop:
     """One attempt's training: model, optimizer and data order, resumable at any step."""
 
-    def __init__(self, claim: Claim, settings: Settings, control: Control, ranks: parallel.Ranks | None = None):
+    def __init__(self, claim: Claim, settings: Settings, control: Control, ranks: parallel.Ranks | None = None,
+                 reporter: Reporter | SilentReporter | None = None):
         self.job_id, self.attempt, self.control, self.deadline = claim.job_id, claim.attempt, control, claim.deadline
         self.plan = plan = claim.plan
         self.training = training = plan.training
@@ -113,8 +116,7 @@ class TrainingLoop:
         if math.ceil(len(self.sampler) / self.batch_size) != self.steps_per_epoch:
             raise RuntimeError(f"the plan counts {self.steps_per_epoch} steps per epoch but the data gives "
                                f"{math.ceil(len(self.sampler) / self.batch_size)}")
-        self.reporter = (Reporter(settings.resolved_database_url, self.job_id, self.attempt,
-                                  settings.metrics_flush_every) if ranks.main else SilentReporter())
+        self.reporter = reporter or SilentReporter()  # rank 0's writes results; followers' write nothing
         self.every = training.checkpoint_every or self.steps_per_epoch
         self.position: dict[str, Any] = {"epoch": 1, "batch": 0, "step": 0, "loss_sum": 0.0, "seen": 0,
                                          "best": None, "bad_epochs": 0}
@@ -151,15 +153,19 @@ class TrainingLoop:
             self.model.train()
             self.sampler.set_epoch(p["epoch"], start=p["batch"] * self.batch_size)
             self.reporter.epoch = p["epoch"]
+            started = time.perf_counter()
             for xb, *ybs in self.loader:
                 if self._stop_requested():
                     return None
                 self._step(xb, ybs)
                 if p["batch"] < self.steps_per_epoch and p["step"] % self.every == 0:
                     self.checkpoint()
+                    self.reporter.pause_clock()
             self.final = {"train_loss": p["loss_sum"] / max(p["seen"], 1)}
             if len(self.x_val) and self.ranks.main:
                 self.final.update(evaluate(self.model, self.heads, self.x_val, self.y_val, self.batch_size))
+            self.final["epoch_time_s"] = time.perf_counter() - started
+            self.final.update(peak_memory_bytes(self.device))
             if self.scheduler is not None and not self.plan.per_step_schedule:
                 if isinstance(self.scheduler, optim.lr_scheduler.ReduceLROnPlateau):
                     watched = self.ranks.from_main(float(self.final.get("val_loss", self.final["train_loss"])))
@@ -168,6 +174,7 @@ class TrainingLoop:
                     self.scheduler.step()
             stop = bool(self.ranks.decide(int(self._early_stop())))
             self.checkpoint(epoch_metrics=self.final)
+            self.reporter.pause_clock()
             if p["epoch"] == epochs or stop:
                 break
             p.update(epoch=p["epoch"] + 1, batch=0, loss_sum=0.0, seen=0)
@@ -224,12 +231,15 @@ class TrainingLoop:
         """One optimizer step on the weighted sum of the heads' losses (one backward)."""
         p = self.position
         training = self.training
+        lrs = [g["lr"] for g in self.optimizer.param_groups]  # what this step uses
         self.optimizer.zero_grad()
         out = self.net(xb)
         loss = None
+        terms = []
         for head, yb in zip(self.heads, ybs):
             o = out[head.name] if isinstance(out, dict) else out
             term = head.loss(o, head.prepare(o, yb))
+            terms.append(term)
             term = term if head.weight == 1.0 else term * head.weight
             loss = term if loss is None else loss + term
         loss.backward()
@@ -249,4 +259,8 @@ class TrainingLoop:
             return  # not recorded: metrics hold finite numbers only
         p["loss_sum"] += value * xb.shape[0]
         p["seen"] += xb.shape[0]
-        self.reporter.step_loss(p["epoch"], p["step"], value)
+        values = {"loss": value}
+        if len(self.heads) > 1:
+            values.update({f"{h.name}_loss": self.ranks.mean(t.item()) for h, t in zip(self.heads, terms)})
+        values.update({"lr": lrs[0]} if len(lrs) == 1 else {f"lr_{i}": lr for i, lr in enumerate(lrs)})
+        self.reporter.step(p["epoch"], p["step"], values, xb.shape[0] * self.ranks.world)

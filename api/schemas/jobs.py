@@ -54,6 +54,7 @@ class JobOut(BaseModel):
     finished_at: UTCDateTime | None
     progress: Progress
     metrics: FinalMetrics
+    event_seq: int  # the id of the job's newest event: GET .../events?after=<event_seq> streams what follows
 
     @classmethod
     def from_row(cls, job: Any) -> JobOut:
@@ -78,6 +79,7 @@ class JobOut(BaseModel):
                 step=job.step, total_steps=job.total_steps,
             ),
             metrics=FinalMetrics(**(job.final_metrics or {})),
+            event_seq=job.event_seq or 0,
         )
 
 

@@ -2,7 +2,8 @@
 
 Every transition is a compare-and-set UPDATE (status and, for workers, ``attempt`` in the
 WHERE clause), so two workers never both run a job, a finished job is never reopened, and
-a stale worker's writes are refused.
+a stale worker's writes are refused. Every change of status (or of a cancel request) also
+records a ``status`` event, in the same transaction.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Job, JobStatus, utcnow
+from store.repositories import events
 
 
 def create(
@@ -24,6 +26,7 @@ def create(
               total_steps=total_steps, max_restarts=max_restarts, time_limit_s=time_limit_s, owner=owner)
     session.add(job)
     session.flush()
+    events.status_changed(session, job.id)
     return job
 
 
@@ -72,6 +75,7 @@ def claim(session: Session, *, job_id: str, worker: str, lease_s: float) -> int 
     )
     if result.rowcount != 1:
         return None
+    events.status_changed(session, job_id)
     return session.scalar(select(Job.attempt).where(Job.id == job_id))
 
 
@@ -110,7 +114,10 @@ def finish(
                               "failure_kind": failure_kind, "lease_expires_at": None}
     if final_metrics is not None:
         values["final_metrics"] = final_metrics
-    return session.execute(query.values(**values)).rowcount == 1
+    if session.execute(query.values(**values)).rowcount != 1:
+        return False
+    events.status_changed(session, job_id)
+    return True
 
 
 def release(session: Session, *, job_id: str, attempt: int, reason: str) -> bool:
@@ -119,7 +126,10 @@ def release(session: Session, *, job_id: str, attempt: int, reason: str) -> bool
         update(Job).where(_owned(job_id, attempt))
         .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, error=reason)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    events.status_changed(session, job_id)
+    return True
 
 
 def request_cancel(session: Session, *, job_id: str) -> str | None:
@@ -130,10 +140,12 @@ def request_cancel(session: Session, *, job_id: str) -> str | None:
         update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
         .values(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, failure_kind="cancelled")
     ).rowcount:
+        events.status_changed(session, job_id)
         return JobStatus.CANCELLED
     if session.execute(
         update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(cancel_requested=True)
     ).rowcount:
+        events.status_changed(session, job_id)
         return JobStatus.RUNNING
     return None
 
@@ -157,6 +169,7 @@ def reap(session: Session, *, now: datetime | None = None, requeue_after_s: floa
                 error="worker lost; resuming from the last checkpoint")
         .returning(Job.id)
     ))
+    events.status_changed(session, failed + requeued)
     stale = now - timedelta(seconds=requeue_after_s)
     resend = list(session.scalars(
         update(Job).where(Job.status == JobStatus.QUEUED,

@@ -96,8 +96,9 @@ def final_weights(stack: Stack, job_id: str) -> dict[str, np.ndarray]:
 def assert_history_exact(stack: Stack, job_id: str, total_steps: int) -> list[float]:
     """One loss per step 1..total_steps, and checkpoints that only move forward in time."""
     with session_scope(stack.database_url) as s:
-        steps = [m.step for m in metrics.for_job(s, job_id=job_id, kind="step")]
-        losses = [m.value for m in metrics.for_job(s, job_id=job_id, kind="step")]
+        losses_rows = [m for m in metrics.for_job(s, job_id=job_id, kind="step") if m.name == "loss"]
+        steps = [m.step for m in losses_rows]
+        losses = [m.value for m in losses_rows]
         ckpt_steps = [c.step for c in
                       s.query(Checkpoint).filter(Checkpoint.job_id == job_id).order_by(Checkpoint.created_at)]
     assert steps == list(range(1, total_steps + 1)), job_id

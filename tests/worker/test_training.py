@@ -31,8 +31,12 @@ def test_job_trains_writes_metrics_and_is_not_trained_twice(database_url):
         job = jobs.get(s, job_id=job_id)
         rows = metrics.for_job(s, job_id=job_id)
         assert (job.status, job.attempt, job.epoch, job.step, job.total_steps) == ("succeeded", 1, 2, 8, 8)
-        assert [r.step for r in rows if r.kind == "step"] == list(range(1, 9))
-        assert {r.name for r in rows if r.kind == "epoch"} == {"train_loss", "val_loss", "val_accuracy"}
+        assert [r.step for r in rows if r.kind == "step" and r.name == "loss"] == list(range(1, 9))
+        assert [r.value for r in rows if r.name == "lr"] == [0.1] * 8
+        # samples/s is measured between steps: every step but the first of each epoch
+        assert [r.step for r in rows if r.name == "samples_per_s"] == [2, 3, 4, 6, 7, 8]
+        assert {r.name for r in rows if r.kind == "epoch"} == {"train_loss", "val_loss", "val_accuracy",
+                                                               "epoch_time_s", "peak_rss_bytes"}
     assert run_job(job_id, settings) == "skipped"
     with session_scope(database_url) as s:
         assert jobs.get(s, job_id=job_id).attempt == 1
