@@ -36,6 +36,31 @@ class _Handle:
         self._hooks.pop(self.id, None)
 
 
+_new = object.__new__
+_ndarray, _generic = np.ndarray, np.generic  # module globals: cheaper to load than np.<attr>
+
+
+def _init_tensor(array: Any, requires_grad: bool = False, vc: list | None = None, t: Any = None) -> Tensor:
+    """Sets a Tensor's fields: on ``t``, or on a new Tensor when ``t`` is None; returns it.
+
+    The one place that lays out a Tensor: ``Tensor.__init__`` calls it on self, and it is
+    ``Tensor._wrap`` and ``engine.ops._util.wrap`` (the hot path of every op) itself, so a
+    wrap costs no extra call. ``vc`` is a shared version counter (views, detach), else new.
+    """
+    if type(array) is not _ndarray and isinstance(array, _generic):
+        array = np.asarray(array)  # numpy ufuncs turn 0-d arrays into scalars
+    if t is None:
+        t = _new(Tensor)
+    t._data = array
+    t._rg = requires_grad
+    t.grad = None
+    t.grad_fn = None
+    t._vc = [0] if vc is None else vc
+    t._hooks = None
+    t._retains_grad = False
+    return t
+
+
 class Tensor:
     """A multi-dimensional array with reverse-mode autograd, like ``torch.Tensor``.
 
@@ -62,35 +87,18 @@ class Tensor:
     def __init__(self, data: Any = None, requires_grad: bool = False) -> None:
         if data is None:
             array = np.empty((0,), dtype=get_default_dtype().np)
-            vc = [0]
+            vc = None
         elif isinstance(data, Tensor):
             array, vc = data._data, data._vc
         else:
-            array, vc = _to_array(data, None), [0]
-        self._data = array
-        self._rg = False
-        self.grad = None
-        self.grad_fn = None
-        self._vc = vc
-        self._hooks = None
-        self._retains_grad = False
+            array, vc = _to_array(data, None), None
+        _init_tensor(array, False, vc, self)
         if requires_grad:
             self.requires_grad = True
 
-    @classmethod
-    def _wrap(cls, array: Any, requires_grad: bool = False) -> Tensor:
-        """Wrap an ndarray as a leaf without copying (the engine-internal constructor)."""
-        if type(array) is not np.ndarray and isinstance(array, np.generic):
-            array = np.asarray(array)
-        t = object.__new__(Tensor)
-        t._data = array
-        t._rg = requires_grad
-        t.grad = None
-        t.grad_fn = None
-        t._vc = [0]
-        t._hooks = None
-        t._retains_grad = False
-        return t
+    # Tensor._wrap(array, requires_grad=False): wrap an ndarray as a leaf without copying (the
+    # engine-internal constructor; ops use the same function as engine.ops._util.wrap).
+    _wrap = staticmethod(_init_tensor)
 
     @staticmethod
     def _make_subclass(cls: type, data: Tensor, requires_grad: bool = False) -> Tensor:
@@ -246,9 +254,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """A new leaf sharing the array and the version counter, outside the graph."""
-        t = Tensor._wrap(self._data)
-        t._vc = self._vc
-        return t
+        return _init_tensor(self._data, False, self._vc)
 
     def detach_(self) -> Tensor:
         self.grad_fn = None

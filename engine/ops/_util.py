@@ -16,25 +16,13 @@ from engine import backend
 from engine.autograd.grad_mode import STATE
 from engine.autograd.graph import Node
 from engine.dtypes import FROM_NP, float32, get_default_dtype, int64, result_type
-from engine.tensor import Tensor
+from engine.tensor import Tensor, _init_tensor
 
-_new = object.__new__
 _PY_SCALARS = (int, float, bool)
 
-
-def wrap(array: Any) -> Tensor:
-    """Wrap an op's result array (the hot path of every op)."""
-    if type(array) is not np.ndarray and isinstance(array, np.generic):
-        array = np.asarray(array)  # numpy ufuncs turn 0-d arrays into scalars
-    t = _new(Tensor)
-    t._data = array
-    t._rg = False
-    t.grad = None
-    t.grad_fn = None
-    t._vc = [0]
-    t._hooks = None
-    t._retains_grad = False
-    return t
+# wrap(array): an op's result array as a new Tensor (the hot path of every op); the same
+# function as Tensor._wrap, which sets a Tensor's fields in one place (engine.tensor).
+wrap = _init_tensor
 
 
 def attach(out: Tensor, inputs: Sequence[Any], fn: Any, name: str,
