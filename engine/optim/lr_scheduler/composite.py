@@ -8,7 +8,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
-from engine.optim.lr_scheduler import LRScheduler, _group_lrs
+from engine.optim.lr_scheduler.base import LRScheduler, _group_lrs
 from engine.optim.optimizer import Optimizer
 
 __all__ = ["ChainedScheduler", "ReduceLROnPlateau", "SequentialLR"]
