@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 import redis
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, Query
@@ -111,7 +112,7 @@ async def _stream(job_id: str, last: int, url: str, redis_url: str | None) -> As
             # live: forward the channel's events in order until a gap, a lull or an outage
             while True:
                 if pubsub is None:
-                    await _sleep(POLL_S)
+                    await anyio.sleep(POLL_S)
                     if redis_url:
                         try:
                             client, pubsub = await _subscribe(redis_url, job_id)
@@ -145,7 +146,8 @@ async def _stream(job_id: str, last: int, url: str, redis_url: str | None) -> As
                 if gap:
                     break
     finally:
-        await _close(client, pubsub)
+        with anyio.CancelScope(shield=True):  # a client that left cancelled us: still unsubscribe
+            await _close(client, pubsub)
 
 
 def _end(message: dict[str, Any]) -> ServerSentEvent:
@@ -172,12 +174,6 @@ async def _close(client, pubsub) -> None:
             await client.aclose()
     except (redis.RedisError, OSError):
         pass
-
-
-async def _sleep(seconds: float) -> None:
-    import anyio
-
-    await anyio.sleep(seconds)
 
 
 @router.get("/logs", response_model=LogPage)
