@@ -57,6 +57,21 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_global_rngs():
+    """Every test starts from the same global RNG states (engine's default generator at its
+    default seed, torch's and numpy's legacy global one at 0), so draws a test does not seed
+    itself (module initialisation, dropout, samplers) are the same in every run, whichever
+    tests ran before it. Tests still take their data from explicitly seeded generators (the
+    ``rng`` fixture, engine.Generator().manual_seed(...))."""
+    import engine
+
+    engine.manual_seed(engine.Generator().initial_seed())
+    np.random.seed(0)
+    if _torch is not None:
+        _torch.manual_seed(0)
+
+
 class _Oracle:
     """Helpers to run an engine module and its torch twin on the same weights and inputs."""
 

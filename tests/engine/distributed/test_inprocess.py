@@ -114,7 +114,7 @@ def test_ddp_state_dict_prefix_and_no_sync(world_of_one):
     ddp = parallel.DistributedDataParallel(model)
     assert list(ddp.state_dict()) == ["module.weight", "module.bias"]
     assert ddp.module is model
-    x = engine.randn(5, 3)
+    x = engine.randn(5, 3, generator=engine.Generator().manual_seed(0))
     with ddp.no_sync():
         ddp(x).sum().backward()
     g1 = model.weight.grad.numpy().copy()
@@ -134,12 +134,13 @@ def test_ddp_unused_parameter_without_flag_raises(world_of_one):
 
     ddp = parallel.DistributedDataParallel(Two(), bucket_cap_mb=25)
     with pytest.raises(RuntimeError, match="find_unused_parameters"):
-        ddp(engine.randn(3, 2)).sum().backward()
+        ddp(engine.randn(3, 2, generator=engine.Generator().manual_seed(0))).sum().backward()
 
 
 def test_ddp_gradient_outside_forward_raises(world_of_one):
     model = nn.Linear(2, 2)
     ddp = parallel.DistributedDataParallel(model)
-    loss = ddp(engine.randn(3, 2)).sum() + (model.weight ** 2).sum()  # weight used directly too
+    x = engine.randn(3, 2, generator=engine.Generator().manual_seed(0))
+    loss = ddp(x).sum() + (model.weight ** 2).sum()  # weight used directly too
     with pytest.raises(RuntimeError, match="outside the DDP forward"):
         loss.backward()
