@@ -8,21 +8,49 @@ from __future__ import annotations
 
 import builtins as _builtins
 
-from engine import backend
+from engine import autograd, backend, ops, random  # importing ops binds the Tensor methods
 from engine.autograd import grad_mode as _grad_mode
-from engine.autograd.grad_mode import (enable_grad, inference_mode, is_grad_enabled,
-                                       is_inference_mode_enabled, no_grad, set_grad_enabled)
+from engine.autograd.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from engine.backend import Device, cuda_is_available, device
-from engine.dtypes import (bool_, dtype, float16, float32, float64, get_default_dtype, int32,
-                           int64, promote_types, set_default_dtype)
+from engine.dtypes import (
+    bool_,
+    dtype,
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    int32,
+    int64,
+    promote_types,
+    set_default_dtype,
+)
+from engine.ops import *
+from engine.random import (
+    Generator,
+    bernoulli,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    multinomial,
+    normal,
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    randperm,
+    seed,
+    set_rng_state,
+)
 from engine.tensor import Tensor, as_tensor, from_numpy, tensor
-from engine import ops  # noqa: E402 - binds the Tensor methods
-from engine.ops import *  # noqa: F401,F403,E402
-from engine import autograd  # noqa: E402
-from engine import random  # noqa: E402
-from engine.random import (Generator, bernoulli, get_rng_state, initial_seed, manual_seed,  # noqa: E402
-                           multinomial, normal, rand, rand_like, randint, randint_like, randn,
-                           randn_like, randperm, seed, set_rng_state)
 
 bool = bool_  # noqa: A001 - torch's name
 half = float16
@@ -68,13 +96,13 @@ class _Cuda:
         return backend.cuda_device_count()
 
     @staticmethod
-    def manual_seed(seed: _builtins.int) -> None:
+    def manual_seed(seed: _builtins.int) -> None:  # noqa: F811 - torch's parameter name
         manual_seed(seed)
 
     manual_seed_all = manual_seed
 
     @staticmethod
-    def synchronize(device=None) -> None:
+    def synchronize(device=None) -> None:  # noqa: F811 - torch's parameter name
         cp = backend._get_cupy()
         if cp is not None and backend.cuda_device_count():
             cp.cuda.Device().synchronize()

@@ -6,9 +6,9 @@
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
+from engine.autograd.function import Function, FunctionCtx
 from engine.autograd.grad_mode import (
     enable_grad,
     inference_mode,
@@ -17,6 +17,7 @@ from engine.autograd.grad_mode import (
     no_grad,
     set_grad_enabled,
 )
+from engine.autograd.gradcheck import gradcheck, gradgradcheck
 from engine.autograd.graph import Node, run_backward
 
 __all__ = [
@@ -129,8 +130,3 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool
         result.append(g)
     return tuple(result)
 
-
-from engine.autograd.function import Function, FunctionCtx
-from engine.autograd.gradcheck import gradcheck, gradgradcheck
-
-_ = Sequence

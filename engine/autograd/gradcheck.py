@@ -61,9 +61,9 @@ def gradcheck(func: Callable, inputs: Any, *, eps: float = 1e-6, atol: float = 1
         if inputs[i]._data.dtype != np.float64:
             import warnings
 
-            warnings.warn("Input #%d requires gradient and is not a double precision floating "
+            warnings.warn(f"Input #{i} requires gradient and is not a double precision floating "
                           "point. This check will likely fail if all the inputs are not of "
-                          "double precision floating point." % i, stacklevel=2)
+                          "double precision floating point.", stacklevel=2)
         if not inputs[i]._data.flags.writeable:
             raise ValueError("gradcheck needs writeable input arrays")
     outs = _outputs(func, inputs)

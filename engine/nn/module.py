@@ -71,7 +71,8 @@ class Module(StateDictMixin):
             raise AttributeError("cannot assign buffer before Module.__init__() call")
         self._check_name(name, "buffer", self._buffers)
         if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' (Tensor or None required)")
+            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
+                            "(Tensor or None required)")
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers_set.discard(name)
@@ -84,7 +85,8 @@ class Module(StateDictMixin):
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._check_name(name, "parameter", self._parameters)
         if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' (nn.Parameter or None required)")
+            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
+                            "(nn.Parameter or None required)")
         self._parameters[name] = param
 
     def add_module(self, name: str, module: Module | None) -> None:
@@ -148,7 +150,8 @@ class Module(StateDictMixin):
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
-                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' (nn.Parameter or None expected)")
+                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
+                                "(nn.Parameter or None expected)")
             self.register_parameter(name, value)
         else:
             modules = d.get("_modules")
@@ -159,7 +162,8 @@ class Module(StateDictMixin):
                 modules[name] = value
             elif modules is not None and name in modules:
                 if value is not None:
-                    raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' (nn.Module or None expected)")
+                    raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' "
+                                    "(nn.Module or None expected)")
                 modules[name] = value
             elif isinstance(value, Buffer):
                 remove_from(d, self._parameters, self._modules, self._buffers)
@@ -168,7 +172,8 @@ class Module(StateDictMixin):
                 buffers = d.get("_buffers")
                 if buffers is not None and name in buffers:
                     if value is not None and not isinstance(value, Tensor):
-                        raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' (Tensor or None expected)")
+                        raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
+                                        "(Tensor or None expected)")
                     buffers[name] = value
                 else:
                     object.__setattr__(self, name, value)

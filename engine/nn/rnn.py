@@ -90,7 +90,10 @@ class RNNBase(Module):
 
     def _weights(self, layer: int, d: int) -> tuple:
         sfx = f"_l{layer}" + ("_reverse" if d else "")
-        get = lambda n: getattr(self, n + sfx) if self.bias or n.startswith("weight") else None
+
+        def get(n: str) -> Any:
+            return getattr(self, n + sfx) if self.bias or n.startswith("weight") else None
+
         w_hr = getattr(self, "weight_hr" + sfx) if self.proj_size else None
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), w_hr
 

@@ -31,7 +31,7 @@ from engine.ops.shape import *
 from engine.ops.unary import *
 from engine.tensor import Tensor
 
-E, U, R, S, I, L, P = elementwise, unary, reduction, shape, indexing, linalg, inplace
+E, U, R, S, X, L, P = elementwise, unary, reduction, shape, indexing, linalg, inplace  # X: indexing
 
 
 def _rev(f):
@@ -83,11 +83,11 @@ def _bind() -> None:
         "flip": S.flip, "roll": S.roll, "tril": S.tril, "triu": S.triu,
         "contiguous": S.contiguous, "clone": S.clone, "movedim": S.movedim,
         # indexing
-        "gather": I.gather, "scatter": I.scatter, "scatter_add": I.scatter_add,
+        "gather": X.gather, "scatter": X.scatter, "scatter_add": X.scatter_add,
         "scatter_reduce": scatter_reduction.scatter_reduce,
-        "index_select": I.index_select, "index_add": I.index_add, "masked_fill": I.masked_fill,
-        "masked_select": I.masked_select, "nonzero": I.nonzero,
-        "take_along_dim": lambda self, indices, dim: I.gather(self, dim, indices),
+        "index_select": X.index_select, "index_add": X.index_add, "masked_fill": X.masked_fill,
+        "masked_select": X.masked_select, "nonzero": X.nonzero,
+        "take_along_dim": lambda self, indices, dim: X.gather(self, dim, indices),
         # linalg
         "matmul": L.matmul, "mm": L.mm, "bmm": L.bmm, "mv": L.mv, "dot": L.dot,
         "outer": L.outer, "inner": L.inner,
@@ -102,14 +102,14 @@ def _bind() -> None:
         "normal_": lambda self, mean=0.0, std=1.0, *, generator=None: _random().normal_(
             self, mean, std, generator=generator),
         "scatter_": lambda self, dim, index, src=None, value=None, **kw: P.apply_inplace(
-            self, lambda s: I.scatter(s, dim, index, src, value, **kw)),
+            self, lambda s: X.scatter(s, dim, index, src, value, **kw)),
         "scatter_reduce_": lambda self, dim, index, src, reduce, *, include_self=True:
             P.apply_inplace(self, lambda s, src: scatter_reduction.scatter_reduce(
                 s, dim, index, src, reduce, include_self=include_self), src),
         "scatter_add_": lambda self, dim, index, src: P.apply_inplace(
-            self, lambda s, src: I.scatter_add(s, dim, index, src), src),
+            self, lambda s, src: X.scatter_add(s, dim, index, src), src),
         "index_add_": lambda self, dim, index, source, *, alpha=1: P.apply_inplace(
-            self, lambda s, src: I.index_add(s, dim, index, src, alpha=alpha), source),
+            self, lambda s, src: X.index_add(s, dim, index, src, alpha=alpha), source),
         "copy_": E.copy_,
         # creation helpers
         "new_zeros": lambda self, *size, dtype=None, device=None, requires_grad=False:
@@ -160,7 +160,7 @@ def _bind() -> None:
     T.__isub__ = lambda self, o: P.sub_(self, o)
     T.__imul__ = lambda self, o: P.mul_(self, o)
     T.__itruediv__ = lambda self, o: P.div_(self, o)
-    T.__getitem__ = I.getitem
+    T.__getitem__ = X.getitem
     T.__setitem__ = P.setitem
     T.__iter__ = _iter
     T.T = property(lambda self: S.permute(self, tuple(range(self._data.ndim - 1, -1, -1))))

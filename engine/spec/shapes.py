@@ -233,7 +233,8 @@ def infer_layer(name: str, kw: dict, xs: list[Any]) -> tuple[Any, int, int]:
             raise ShapeError(f"expects inputs [..., {kw['in1_features']}] and [..., {kw['in2_features']}], "
                              f"got {fmt(a)} and {fmt(b)}")
         out = a[:-1] + (kw["out_features"],)
-        params = kw["in1_features"] * kw["in2_features"] * kw["out_features"] + (kw["out_features"] if kw.get("bias", True) else 0)
+        params = (kw["in1_features"] * kw["in2_features"] * kw["out_features"]
+                  + (kw["out_features"] if kw.get("bias", True) else 0))
         return out, params, 2 * params * math.prod(a[:-1])
     if len(xs) != 1:
         raise ShapeError(f"takes one input, got {len(xs)}")

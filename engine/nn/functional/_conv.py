@@ -46,7 +46,8 @@ def _col2im(xp: Any, cols: Any, padded_shape: tuple, k: tuple, stride: tuple, di
         hs = i * dilation[0]
         for j in range(k[1]):
             ws = j * dilation[1]
-            out[:, :, hs:hs + stride[0] * (ho - 1) + 1:stride[0], ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += cols[:, :, i, j]
+            rows = slice(hs, hs + stride[0] * (ho - 1) + 1, stride[0])
+            out[:, :, rows, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += cols[:, :, i, j]
     return out
 
 
@@ -100,7 +101,8 @@ def _col2im_cm(xp: Any, gcols: Any, padded_shape: tuple, k: tuple, stride: tuple
         hs = i * dilation[0]
         for j in range(k[1]):
             ws = j * dilation[1]
-            out[:, :, hs:hs + stride[0] * (ho - 1) + 1:stride[0], ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += gcols[:, i, j]
+            rows = slice(hs, hs + stride[0] * (ho - 1) + 1, stride[0])
+            out[:, :, rows, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += gcols[:, i, j]
     return out.transpose(1, 0, 2, 3)
 
 
@@ -161,7 +163,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     if input.dim() == 3:
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     if input.dim() != 4:
-        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: {list(input.shape)}")
+        raise RuntimeError("Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+                           f"{list(input.shape)}")
     stride, dilation = _pair(stride), _pair(dilation)
     k = tuple(weight.shape[2:])
     pads = _resolve_padding(padding, k, stride, dilation)

@@ -264,12 +264,12 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     """softmax(Q K^T * scale + mask) V; a bool mask marks the positions that take part."""
     import engine
 
-    l, s = query.shape[-2], key.shape[-2]
+    lq, lk = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     xp = get_array_module(query._data)
     scores = query.matmul(key.transpose(-2, -1)) * scale
     if is_causal:
-        causal = xp.tril(xp.ones((l, s), dtype=bool))
+        causal = xp.tril(xp.ones((lq, lk), dtype=bool))
         scores = scores.masked_fill(Tensor._wrap(~causal), float("-inf"))
     if attn_mask is not None:
         if attn_mask.dtype is engine.bool_:

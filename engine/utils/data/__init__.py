@@ -10,6 +10,7 @@ from engine.utils.data.dataset import (  # noqa: F401
     TensorDataset,
     random_split,
 )
+from engine.utils.data.distributed import DistributedSampler  # noqa: F401
 from engine.utils.data.sampler import (  # noqa: F401
     BatchSampler,
     RandomSampler,
@@ -18,4 +19,3 @@ from engine.utils.data.sampler import (  # noqa: F401
     SubsetRandomSampler,
     WeightedRandomSampler,
 )
-from engine.utils.data.distributed import DistributedSampler  # noqa: E402
