@@ -57,7 +57,7 @@ def test_retain_grad_and_hooks(torch):
         y = x.exp()
         y.retain_grad()
         seen = []
-        h = y.register_hook(lambda g: seen.append(g.clone()) or g * 2)
+        h = y.register_hook(lambda g, seen=seen: seen.append(g.clone()) or g * 2)
         x.register_hook(lambda g: g + 1)
         (y * x).sum().backward()
         h.remove()

@@ -3,11 +3,11 @@ shape rules and basic/advanced indexing."""
 import numpy as np
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 import engine
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402 - after the importorskip
+from hypothesis import strategies as st  # noqa: E402
 
 SET = settings(max_examples=60, deadline=None, derandomize=True)
 DTYPES = ["float32", "float64", "int32", "int64", "bool"]

@@ -14,7 +14,8 @@ def same(e, t):
 
 
 @pytest.mark.parametrize("expr", [
-    "lib.tensor([1, 2, 3])", "lib.tensor([1.0, 2])", "lib.tensor(True)", "lib.tensor([[1, 2], [3, 4]], dtype=lib.float64)",
+    "lib.tensor([1, 2, 3])", "lib.tensor([1.0, 2])", "lib.tensor(True)",
+    "lib.tensor([[1, 2], [3, 4]], dtype=lib.float64)",
     "lib.tensor(3.5)", "lib.tensor([])", "lib.tensor(np.arange(3, dtype=np.int32))",
     "lib.tensor(np.ones(2))", "lib.zeros(2, 3)", "lib.zeros((2, 3), dtype=lib.int64)", "lib.ones(4)",
     "lib.full((2, 2), 7)", "lib.full((2,), 1.5)", "lib.full((2,), True)", "lib.arange(5)",

@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, HERE)
 
-import _models
+import _models  # noqa: E402 - found through the sys.path entry above
 
 
 def launch(nproc: int, *args: str, timeout: float = 90, buffer_mb: str = "0.015625") -> tuple[int, str, float]:

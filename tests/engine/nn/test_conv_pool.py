@@ -67,10 +67,10 @@ def test_conv_transpose1d(torch, oracle, rng):
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
 def test_conv_padding_modes(torch, oracle, rng, mode):
-    for name, kw, shape in [("Conv2d", dict(in_channels=2, out_channels=3, kernel_size=3, padding=(1, 2)), (2, 2, 7, 8)),
-                            ("Conv2d", dict(in_channels=2, out_channels=3, kernel_size=4, padding="same"), (2, 2, 7, 8)),
-                            ("Conv1d", dict(in_channels=2, out_channels=3, kernel_size=3, padding=2, stride=2),
-                             (2, 2, 9))]:
+    for name, kw, shape in [
+            ("Conv2d", dict(in_channels=2, out_channels=3, kernel_size=3, padding=(1, 2)), (2, 2, 7, 8)),
+            ("Conv2d", dict(in_channels=2, out_channels=3, kernel_size=4, padding="same"), (2, 2, 7, 8)),
+            ("Conv1d", dict(in_channels=2, out_channels=3, kernel_size=3, padding=2, stride=2), (2, 2, 9))]:
         em, tm = _twin(torch, oracle, name, dict(kw, padding_mode=mode))
         oracle.compare(em, tm, rng.standard_normal(shape))
         assert repr(em) == repr(tm)

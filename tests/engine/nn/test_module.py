@@ -99,7 +99,7 @@ def test_setattr_registration_and_errors():
     with pytest.raises(KeyError):
         m.register_buffer("a.b", None)
     with pytest.raises(AttributeError):
-        m.missing
+        _ = m.missing
     del m.sub
     assert "sub" not in m._modules
     m.add_module("x", nn.ReLU())

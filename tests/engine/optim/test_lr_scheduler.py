@@ -122,8 +122,8 @@ def test_composites_match_torch_and_resume(torch, kind):
 
 def test_reduce_lr_on_plateau_matches_torch(torch):
     metrics = [1.0, 0.9, 0.9, 0.95, 0.91, 0.9, 0.89999, 0.8, 0.8, 0.8, 0.8, 0.85, 0.8, 0.8, 0.8, 0.7] * 3
-    for kw in ({"patience": 2}, {"mode": "max", "factor": 0.5, "patience": 1, "threshold": 0.01, "threshold_mode": "abs",
-                                      "cooldown": 2, "min_lr": [0.01, 0.03]}):
+    for kw in ({"patience": 2}, {"mode": "max", "factor": 0.5, "patience": 1, "threshold": 0.01,
+                                 "threshold_mode": "abs", "cooldown": 2, "min_lr": [0.01, 0.03]}):
         eopt, topt = _pair(torch)
         es = optim.lr_scheduler.ReduceLROnPlateau(eopt, **kw)
         ts = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kw)

@@ -84,7 +84,8 @@ def layer_case(draw):
         shape = (c, draw(small)) if kind.endswith("1d") else (c, draw(small), draw(small))
         return {"type": kind, "num_features": c, "affine": draw(st.booleans())}, shape
     if kind in ("LayerNorm", "RMSNorm"):
-        return {"type": kind, "normalized_shape": [c, o], "elementwise_affine": draw(st.booleans())}, (draw(small), c, o)
+        entry = {"type": kind, "normalized_shape": [c, o], "elementwise_affine": draw(st.booleans())}
+        return entry, (draw(small), c, o)
     if kind == "GroupNorm":
         return {"type": kind, "num_groups": c, "num_channels": c * o}, (c * o, draw(small))
     if kind == "InstanceNorm2d":
@@ -160,7 +161,8 @@ def test_every_layer_type_is_covered_by_the_property_test():
 
 def test_bilinear_and_functional_ops():
     g = {"graph": {"inputs": ["a", "b"], "nodes": [
-        {"name": "bl", "type": "Bilinear", "in1_features": 3, "in2_features": 2, "out_features": 4, "inputs": ["a", "b"]},
+        {"name": "bl", "type": "Bilinear", "in1_features": 3, "in2_features": 2, "out_features": 4,
+         "inputs": ["a", "b"]},
         {"name": "c", "op": "cat", "inputs": ["bl", "a"], "dim": 1},
         {"name": "u", "op": "unsqueeze", "inputs": ["c"], "dim": 2},
         {"name": "p", "op": "permute", "inputs": ["u"], "dims": [0, 2, 1]},
