@@ -16,5 +16,7 @@ def get_db(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Ses
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_db)]
+# scope="function": the session commits when the route returns, before the answer is sent, so a
+# client that got 201 can use what it created at once (and a failed commit is never a 201)
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -3,8 +3,9 @@ read and cancel jobs. The resolution itself is ``plan.planner``'s."""
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy.orm import Session
 
 from api import queue
@@ -64,8 +65,12 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owne
 
 
 @router.get("", response_model=JobList)
-def list_jobs(session: SessionDep, owner: OwnerDep, status_filter: str | None = None, limit: int = 100) -> JobList:
-    rows = jobs.list_all(session, owner=owner, status=status_filter, limit=max(1, min(limit, 1000)))
+def list_jobs(session: SessionDep, owner: OwnerDep,
+              status: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
+                                Query(description="only jobs in this status")] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobList:
+    """The owner's jobs, newest first."""
+    rows = jobs.list_all(session, owner=owner, status=status, limit=limit)
     return JobList(items=[JobOut.from_row(j) for j in rows])
 
 

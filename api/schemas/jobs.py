@@ -2,9 +2,9 @@
 user sends to submit one is ``plan.request.JobCreate``.)"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import UTCDateTime
 from plan import HeadPlan
@@ -28,6 +28,8 @@ class FinalMetrics(BaseModel):
 class PlanOut(BaseModel):
     """What the planner resolved at submit time."""
 
+    input_shape: list[int]
+    num_outputs: int | None  # the output count a zoo model was sized to
     heads: dict[str, HeadPlan]
     train_samples: int
     steps_per_epoch: int
@@ -66,7 +68,7 @@ class JobOut(BaseModel):
             dataset_id=job.dataset_id,
             model=job.model_spec,
             training=plan.get("training", job.training),
-            plan=PlanOut.model_validate(plan, from_attributes=False) if plan else None,
+            plan=PlanOut.model_validate(plan) if plan else None,
             attempt=job.attempt,
             error=job.error,
             failure_kind=job.failure_kind,
@@ -88,12 +90,16 @@ class JobList(BaseModel):
 
 
 class StepMetric(BaseModel):
+    """One point of the ``loss`` series."""
+
     step: int
     epoch: int
     loss: float
 
 
 class EpochMetric(BaseModel):
+    """One epoch's epoch-kind metrics (train_loss, val_*, epoch_time_s, ...), by name."""
+
     model_config = ConfigDict(extra="allow")
 
     epoch: int
@@ -102,10 +108,26 @@ class EpochMetric(BaseModel):
     val_accuracy: float | None = None
 
 
+class MetricSeries(BaseModel):
+    """One metric's points as parallel lists, in step order."""
+
+    kind: Literal["step", "epoch"]
+    step: list[int]
+    epoch: list[int]
+    value: list[float]
+
+
 class JobMetrics(BaseModel):
+    """A job's metric history (rows past ``after_step``, at most ``max_points`` per series).
+    Poll with ``after_step=<last_step>`` for what came since."""
+
     job_id: str
-    steps: list[StepMetric]
-    epochs: list[EpochMetric]
+    last_step: int = Field(description="the largest step among the rows selected (before downsampling); "
+                                       "after_step, or 0, when there were none")
+    steps: list[StepMetric] = Field(description="the loss series, as the series['loss'] points")
+    epochs: list[EpochMetric] = Field(description="the epoch-kind rows selected, one entry per epoch")
+    series: dict[str, MetricSeries] = Field(
+        description="every selected metric by name ('step:<name>' and 'epoch:<name>' where both kinds have it)")
 
 
 class CheckpointOut(BaseModel):

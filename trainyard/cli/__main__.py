@@ -1,0 +1,6 @@
+"""python -m trainyard.cli"""
+import sys
+
+from trainyard.cli import main
+
+sys.exit(main())
