@@ -85,7 +85,7 @@ def test_cancel_a_running_job_and_a_failure_raises_when_asked(client):
     x, y = digits(800)
     ds = client.datasets.create("digits-800", x, y)
     job = client.jobs.submit(model=MLP_SPEC, dataset=ds, training={**TRAINING, "epochs": 200, "batch_size": 8})
-    for kind, data in job.events():
+    for kind, _ in job.events():
         if kind == "metric":
             break
     job.cancel()
