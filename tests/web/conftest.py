@@ -86,26 +86,45 @@ def page(browser, request, tmp_path):
 class FakeApi:
     """Serves web/ and canned /v1 JSON to a page through Playwright request interception —
     no server process. For states the real service cannot be put in on demand (no jobs,
-    a failed job, an unknown id). ``origin`` is a made-up host that never hits the network."""
+    a failed job, an unknown id). ``origin`` is a made-up host that never hits the network.
+
+    ``/v1/jobs/{id}/events``: a job with canned ``events`` ([(kind, data)], the n-th has id
+    n; an ("end", data) entry repeats the id before it) gets them, from after ``?after=``,
+    as one text/event-stream body; the browser reconnects after ``retry`` ms when the body
+    ends, and the page must drop what it has already seen (interception shows no
+    Last-Event-ID, so every reconnect replays from the URL's position). A job without canned
+    events gets a stream that closes at once without an event, as a proxy that cuts streams
+    would: the page falls back to polling. ``urls`` records every request with its query."""
 
     origin = "http://trainyard.test"
+    retry_ms = 300
 
     def __init__(self):
         self.jobs: dict[str, dict] = {}
         self.metrics: dict[str, dict] = {}
         self.checkpoints: dict[str, list] = {}
+        self.logs: dict[str, list] = {}
+        self.events: dict[str, list] = {}
         self.requests: list[str] = []
+        self.urls: list[str] = []
 
     def install(self, page) -> None:
         page.route(f"{self.origin}/**", self._handle)
 
     def _handle(self, route):
-        from urllib.parse import urlsplit
+        from urllib.parse import parse_qs, urlsplit
 
-        path = urlsplit(route.request.url).path
+        url = urlsplit(route.request.url)
+        path = url.path
         self.requests.append(path)
+        self.urls.append(f"{path}?{url.query}" if url.query else path)
         if path.startswith("/v1/"):
-            status, body = self._api(path[len("/v1/"):].strip("/").split("/"))
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            parts = path[len("/v1/"):].strip("/").split("/")
+            if len(parts) == 3 and parts[0] == "jobs" and parts[2] == "events" and parts[1] in self.jobs:
+                return route.fulfill(status=200, body=self._stream(parts[1], int(query.get("after", 0))),
+                                     headers={"content-type": "text/event-stream", "cache-control": "no-store"})
+            status, body = self._api(parts, query)
             return route.fulfill(status=status, json=body)
         rel = "index.html" if path in ("", "/") else path.lstrip("/")
         file = (WEB_DIR / rel).resolve()
@@ -116,7 +135,19 @@ class FakeApi:
             ctype = "text/javascript"
         return route.fulfill(status=200, body=file.read_bytes(), headers={"content-type": ctype})
 
-    def _api(self, parts: list[str]):
+    def _stream(self, job_id: str, after: int) -> str:
+        import json
+
+        out = [f"retry: {self.retry_ms}\n\n"]
+        seq = 0
+        for kind, data in self.events.get(job_id, []):
+            if kind != "end":
+                seq += 1
+            if seq > after or (kind == "end" and seq >= after):
+                out.append(f"id: {seq}\nevent: {kind}\ndata: {json.dumps(data)}\n\n")
+        return "".join(out)
+
+    def _api(self, parts: list[str], query: dict[str, str]):
         if parts == ["jobs"]:
             items = sorted(self.jobs.values(), key=lambda j: j["created_at"], reverse=True)
             return 200, {"items": items}
@@ -127,10 +158,26 @@ class FakeApi:
             if len(parts) == 2:
                 return 200, self.jobs[job_id]
             if parts[2:] == ["metrics"]:
-                return 200, self.metrics.get(job_id, {"job_id": job_id, "steps": [], "epochs": []})
+                return 200, self._metrics(job_id, int(query.get("after_step", 0)))
             if parts[2:] == ["checkpoints"]:
                 return 200, {"items": self.checkpoints.get(job_id, [])}
+            if parts[2:] == ["logs"]:
+                after = int(query.get("after", 0))
+                lines = [line for line in self.logs.get(job_id, []) if line["seq"] > after]
+                return 200, {"job_id": job_id, "lines": lines, "last_seq": lines[-1]["seq"] if lines else after,
+                             "truncated": False}
         return 404, {"detail": "Not Found"}
+
+    def _metrics(self, job_id: str, after_step: int) -> dict:
+        """The canned answer; one with ``series`` honours ``after_step`` as the service does."""
+        answer = self.metrics.get(job_id, {"job_id": job_id, "steps": [], "epochs": []})
+        if "series" not in answer or not after_step:
+            return answer
+        series = {}
+        for name, s in answer["series"].items():
+            keep = [i for i, step in enumerate(s["step"]) if step > after_step]
+            series[name] = {"kind": s["kind"], **{k: [s[k][i] for i in keep] for k in ("step", "epoch", "value")}}
+        return {**answer, "series": series}
 
 
 @pytest.fixture
