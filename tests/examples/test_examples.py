@@ -67,3 +67,16 @@ def test_multitask_on_engine(tmp_path):
     out = _run(_on_engine("multitask_digits.py", tmp_path))
     assert _accuracy(out, " digit") >= 0.95, out
     assert _accuracy(out, " parity") >= 0.95, out
+
+
+def test_client_example_trains_two_runs_and_downloads_the_better(stack, tmp_path):
+    """The client example against the running service (the embedded default)."""
+    out = tmp_path / "best.safetensors"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TRAINYARD_URL=stack.base_url)
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "client_compare.py"), "--epochs", "3", "--out", str(out)],
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = {float(lr): float(acc) for lr, acc in re.findall(r"lr=([0-9.]+): val_accuracy ([0-9.]+)", proc.stdout)}
+    assert set(scores) == {0.01, 0.0005}
+    best_lr = max(scores, key=scores.get)
+    assert f"best: mlp lr={best_lr} " in proc.stdout and out.stat().st_size > 0
