@@ -188,7 +188,8 @@ class Reporter:
                                        data=checkpoint[0], state=checkpoint[1])
                 url = f"/v1/jobs/{self.job_id}/checkpoints/{ckpt.id}/download"
                 batch.append((events.CHECKPOINT, {"id": ckpt.id, "epoch": epoch, "step": step,
-                                                  "size_bytes": ckpt.size_bytes, "download_url": url}))
+                                                  "size_bytes": ckpt.size_bytes, "download_url": url,
+                                                  "created_at": ckpt.created_at.isoformat()}))
             events.record(session, job_id=self.job_id, attempt=self.attempt, events=batch)
 
     def _progress(self, epoch: int, step: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@ UPDATE ... RETURNING that also serializes concurrent writers of one job, so even
 ``seq`` order) and queues them for ``store.live`` to publish once the transaction commits."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import select, update
@@ -23,11 +24,22 @@ def record(session: Session, *, job_id: str, events: list[tuple[str, dict[str, A
     last = session.execute(update(Job).where(Job.id == job_id).values(event_seq=Job.event_seq + len(events))
                            .returning(Job.event_seq)).scalar_one()
     now = utcnow()
-    rows = [{"job_id": job_id, "seq": last - len(events) + i + 1, "kind": kind, "attempt": attempt, "data": data,
-             "created_at": now} for i, (kind, data) in enumerate(events)]
+    rows = [{"job_id": job_id, "seq": last - len(events) + i + 1, "kind": kind, "attempt": attempt,
+             "data": json_safe(data), "created_at": now} for i, (kind, data) in enumerate(events)]
     session.execute(JobEvent.__table__.insert(), rows)
     session.info.setdefault(PENDING, []).extend(as_message(r) for r in rows)
     return last
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: JSON (and PostgreSQL's json) has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def status_changed(session: Session, job_ids: list[str] | str) -> None:

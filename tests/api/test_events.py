@@ -107,3 +107,18 @@ def test_another_owners_stream_and_logs_are_404(settings):
         assert c.get(f"/v1/jobs/{job['id']}/logs", headers=bob).status_code == 404
         assert c.get(f"/v1/jobs/{job['id']}/events").status_code == 401
         assert c.get(f"/v1/jobs/{job['id']}/logs", headers=alice).status_code == 200
+
+
+def test_non_finite_values_travel_as_null(database_url):
+    from store.db import session_scope
+    from store.repositories import datasets, events, jobs
+
+    with session_scope(database_url) as s:
+        ds = datasets.create(s, name="d", inputs=np.zeros((4, 2), np.float32), targets=np.arange(4) % 2,
+                             task="classification")
+        job = jobs.create(s, name="j", dataset_id=ds.id, model_spec={}, training={"epochs": 1})
+        events.record(s, job_id=job.id, events=[("metric", {"rows": [{"name": "val_r2", "value": float("nan")},
+                                                                      {"name": "x", "value": float("inf")}]})])
+    with session_scope(database_url) as s:
+        stored = events.after(s, job_id=job.id, seq=1)[0].data
+    assert stored == {"rows": [{"name": "val_r2", "value": None}, {"name": "x", "value": None}]}
