@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import nn
-from engine.spec import graph, zoo
+from engine.spec import export, graph, zoo
 from engine.spec.errors import SpecError
 from engine.spec.ops import OPS, op_flops
 from engine.spec.shapes import SYMBOLIC_BATCH, ShapeError, fmt, infer_layer
@@ -141,6 +141,13 @@ def validate(spec: Any, input_shape: Any = None, *, num_classes: int | None = No
 
 
 def build_model(spec: Any, input_shape: Any = None, *, num_classes: int | None = None) -> nn.Module:
-    """Build the Module a spec describes (a zoo spec needs the dataset's sample shape)."""
+    """Build the Module a spec describes (a zoo spec needs the dataset's sample shape).
+
+    The module remembers its spec (``module._trainyard_spec``, a copy, beside
+    ``module._trainyard_structure``) so that ``to_spec(module)`` gives back exactly this spec,
+    zoo and graph forms included, for as long as the module's layers and their arguments are
+    unchanged (see engine.spec.export)."""
     sample = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
-    return graph.build(parse(spec, sample, num_classes))
+    module = graph.build(parse(spec, sample, num_classes))
+    export.tag(module, spec)
+    return module
