@@ -11,8 +11,10 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -107,8 +109,12 @@ class Metric(Base):
     """One scalar: per step (``kind='step'``) or per epoch (``kind='epoch'``)."""
 
     __tablename__ = "metrics"
-    # one value per (job, kind, name, step): a resumed attempt cannot duplicate a step
-    __table_args__ = (UniqueConstraint("job_id", "kind", "name", "step", name="uq_metrics_job_kind_name_step"),)
+    __table_args__ = (
+        # one value per (job, kind, name, step): a resumed attempt cannot duplicate a step
+        UniqueConstraint("job_id", "kind", "name", "step", name="uq_metrics_job_kind_name_step"),
+        # a series' rows at pyramid level >= L, in step order: its downsampled history
+        Index("ix_metrics_series_level", "job_id", "kind", "name", "level", "step"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -117,6 +123,9 @@ class Metric(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
     value: Mapped[float] = mapped_column(Float)
+    # the largest L at which this row holds the minimum or the maximum of its series' aligned
+    # block of 2**L steps (store.repositories.metrics keeps it; write rows only through it)
+    level: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
 
 class Checkpoint(Base):
