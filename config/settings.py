@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     metrics_flush_rows: int = 5000
     metrics_buffer_rows: int = 1_000_000
     max_log_lines: int = 10_000  # per job, over all attempts; then a "truncated" line
+    # sweeps: trials one sweep may have (a grid's combinations, a random search's run_cap) and
+    # run at once
+    max_sweep_trials: int = 100
+    max_sweep_concurrent: int = 16
 
     @property
     def resolved_database_url(self) -> str:

@@ -161,3 +161,52 @@ class JobEvent(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SweepStatus:
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class Sweep(Base):
+    """A hyperparameter sweep: ``config`` is the request as sent (plan.sweep.SweepCreate);
+    its trials are ``SweepTrial`` rows, each an ordinary job once launched."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), default="local")
+    name: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    method: Mapped[str] = mapped_column(String(16))
+    metric_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    goal: Mapped[str | None] = mapped_column(String(16), nullable=True)  # maximize | minimize
+    max_concurrent: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=SweepStatus.RUNNING, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_sweeps_owner_created", "owner", "created_at"),)
+
+
+class SweepTrial(Base):
+    """One point of a sweep's space. ``job`` holds what creates its job (planned at submit);
+    ``job_id`` is set, once, when the trial is launched (a compare-and-set from NULL), so a
+    trial waiting for a slot has no job yet. ``rungs`` records the early-termination decisions
+    (rung epoch -> the metric there and whether the trial went on); ``rung`` is the last one."""
+
+    __tablename__ = "sweep_trials"
+    __table_args__ = (UniqueConstraint("sweep_id", "index", name="uq_sweep_trials_sweep_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    job: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True,
+                                               unique=True)
+    rung: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stopped_early: Mapped[bool] = mapped_column(Boolean, default=False)
+    rungs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it could not be launched

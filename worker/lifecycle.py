@@ -21,7 +21,7 @@ from plan import TrainingPlan, splits
 from store.db import session_scope
 from store.models import JobStatus
 from store.repositories import checkpoints, datasets, jobs, metrics
-from worker import failures, loop, parallel, resources
+from worker import failures, loop, parallel, resources, sweeps
 from worker.joblog import job_log
 from worker.reporting import JobLost, Reporter
 from worker.retry import with_db_retry
@@ -73,7 +73,8 @@ def run_job(job_id: str, settings: Settings) -> str:
         try:
             with parallel.process_group(claimed, settings, device, claimed.plan.training.devices,
                                         loop.follow) as ranks:
-                training = loop.TrainingLoop(claimed, settings, control, ranks, reporter)
+                training = loop.TrainingLoop(claimed, settings, control, ranks, reporter,
+                                             rung_check=sweeps.RungCheck(claimed, settings))
                 if claimed.resume:
                     training.restore(*claimed.resume)
                 final = training.run()
@@ -102,6 +103,7 @@ def run_job(job_id: str, settings: Settings) -> str:
         return "requeued"
     with session_scope(url) as session:
         jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.SUCCEEDED, final_metrics=final)
+    sweeps.job_finished(job_id, settings)  # a sweep's trial: launch the sweep's next at once
     return "succeeded"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +87,8 @@ class TrainingLoop:
     """One attempt's training: model, optimizer and data order, resumable at any step."""
 
     def __init__(self, claim: Claim, settings: Settings, control: Control, ranks: parallel.Ranks | None = None,
-                 reporter: Reporter | SilentReporter | None = None):
+                 reporter: Reporter | SilentReporter | None = None,
+                 rung_check: Callable[[int, dict[str, Any]], bool] | None = None):
         self.job_id, self.attempt, self.control, self.deadline = claim.job_id, claim.attempt, control, claim.deadline
         self.plan = plan = claim.plan
         self.training = training = plan.training
@@ -122,6 +124,7 @@ class TrainingLoop:
                                          "best": None, "bad_epochs": 0}
         self.final: dict[str, Any] = {}
         self.saved_step = -1  # step of the newest checkpoint this attempt wrote
+        self.rung_check = rung_check  # a sweep's early termination: (epoch, epoch metrics) -> stop?
 
     def restore(self, model_bytes: bytes, state_bytes: bytes) -> None:
         self.position = ckpt_files.restore(self.model, self.optimizer, model_bytes, state_bytes)
@@ -173,6 +176,9 @@ class TrainingLoop:
                 else:
                     self.scheduler.step()
             stop = bool(self.ranks.decide(int(self._early_stop())))
+            # every rank takes part in the decision; rank 0 alone has the check (a sweep's early termination)
+            if self.ranks.decide(int(self.rung_check is not None and self.rung_check(p["epoch"], self.final))):
+                self.final["stopped_at_epoch"], stop = p["epoch"], True
             self.checkpoint(epoch_metrics=self.final)
             self.reporter.pause_clock()
             if p["epoch"] == epochs or stop:

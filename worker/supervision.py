@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from store.db import session_scope
 from store.repositories import jobs
+from worker import sweeps
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Reaper(threading.Thread):
             to_send, failed = jobs.reap(session, requeue_after_s=self.requeue_after_s)
         for job_id in to_send:
             self.send(job_id)
+        sweeps.advance_all(self.url, self.send)  # launch sweeps' waiting trials, finish finished sweeps
         if to_send or failed:
             log.info("reaper: sent %s, failed %s", to_send, failed)
         return to_send, failed
