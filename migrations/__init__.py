@@ -17,5 +17,10 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring the database at ``database_url`` to ``revision`` (safe to run concurrently)."""
+    """Bring the database at ``database_url`` to ``revision`` (safe to run concurrently); an
+    SQLite file is converted to incremental auto-vacuum once, so deletions free disk space."""
+    from store.db import get_engine
+    from store.storage import ensure_incremental_vacuum
+
     command.upgrade(alembic_config(database_url), revision)
+    ensure_incremental_vacuum(get_engine(database_url))

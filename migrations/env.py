@@ -17,6 +17,9 @@ def run_migrations_online() -> None:
     engine = get_engine(url)
     with engine.connect() as connection:
         is_pg = connection.dialect.name == "postgresql"
+        is_sqlite = connection.dialect.name == "sqlite"
+        if is_sqlite:  # batch mode rebuilds tables: other tables' foreign keys must not fire meanwhile
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
         if is_pg:
             connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_ID})
             connection.commit()
@@ -32,6 +35,8 @@ def run_migrations_online() -> None:
             if is_pg:
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_ID})
                 connection.commit()
+            if is_sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

@@ -29,6 +29,15 @@ class HeadPlan(_Plan):
     metrics: list[str]
 
 
+class RetentionPlan(_Plan):
+    """The resolved checkpoint policy (``plan.request.CheckpointPolicy``)."""
+
+    keep_last: int = Field(default=2, ge=1)
+    keep_best: int = Field(default=1, ge=0)
+    metric: str = "train_loss"
+    mode: Literal["min", "max"] = "min"
+
+
 class TrainingPlan(_Plan):
     """The resolved job. ``training`` is the user's training config with every default
     filled in; the rest is derived from it, the model spec and the dataset's facts."""
@@ -45,6 +54,7 @@ class TrainingPlan(_Plan):
     memory_bytes: int = Field(ge=0, description="static estimate of training memory at batch_size")
     max_restarts: int = Field(ge=0)
     time_limit_s: int = Field(ge=1)
+    retention: RetentionPlan = RetentionPlan()
 
     @property
     def per_step_schedule(self) -> bool:

@@ -13,7 +13,7 @@ from engine.optim import lr_scheduler
 from ingest import DEFAULT_HEAD, DatasetFacts
 from plan import splits
 from plan.errors import PlanError
-from plan.model import HeadPlan, LossPlan, TrainingPlan
+from plan.model import HeadPlan, LossPlan, RetentionPlan, TrainingPlan
 from plan.request import JobCreate, TrainingConfig
 
 CLASS_LOSSES = ("CrossEntropyLoss", "NLLLoss", "MultiMarginLoss")
@@ -60,6 +60,7 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
     zoo = request.model.get("zoo")
     heads = resolve_heads(training, report, data.heads, spec.DEFAULT_LOSS.get(zoo, "CrossEntropyLoss"))
     _check_scheduler(training)
+    retention = _retention(training, heads)
     es = training.early_stopping
     if es is not None and es.metric != "train_loss" and not (training.validation_split > 0
                                                              or training.validation_dataset_id):
@@ -71,7 +72,34 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
         memory_bytes=memory,
         max_restarts=limits.max_restarts if training.max_restarts is None else training.max_restarts,
         time_limit_s=min(training.time_limit_s or limits.max_job_seconds, limits.max_job_seconds),
+        retention=retention,
     )
+
+
+MAXIMIZED = ("accuracy", "precision", "recall", "f1", "r2")
+
+
+def epoch_metric_names(training: TrainingConfig, heads: dict[str, HeadPlan]) -> list[str]:
+    """The scalar epoch metrics a job will report (what retention and early stopping may watch)."""
+    names = ["train_loss"]
+    if training.validation_split > 0 or training.validation_dataset_id:
+        names.append("val_loss")
+        for h, head in heads.items():
+            prefix = "val_" if len(heads) == 1 else f"val_{h}_"
+            names += ([f"{prefix}loss"] if len(heads) > 1 else []) + [
+                prefix + m for m in head.metrics if m != "confusion_matrix"]
+    return names
+
+
+def _retention(training: TrainingConfig, heads: dict[str, HeadPlan]) -> RetentionPlan:
+    policy = training.checkpoints
+    names = epoch_metric_names(training, heads)
+    metric = policy.metric or ("val_loss" if "val_loss" in names else "train_loss")
+    if metric not in names:
+        raise PlanError(["body", "training", "checkpoints", "metric"],
+                        f"{metric[:64]!r} is not an epoch metric of this job; it reports {', '.join(names)}")
+    mode = policy.mode or ("max" if metric.endswith(MAXIMIZED) else "min")
+    return RetentionPlan(keep_last=policy.keep_last, keep_best=policy.keep_best, metric=metric, mode=mode)
 
 
 def _steps(training: TrainingConfig, num_samples: int) -> tuple[int, int]:

@@ -71,6 +71,18 @@ class SchedulerConfig(BaseModel):
     type: str = Field(min_length=1, max_length=64)
 
 
+class CheckpointPolicy(_Strict):
+    """Which checkpoints a job keeps as it runs: the newest ``keep_last`` (the newest is what a
+    resume needs, so at least one) and the ``keep_best`` best by ``metric`` (an epoch metric;
+    default val_loss with validation data, else train_loss) in ``mode`` (default: max for
+    accuracy-like names, else min). The others are deleted as new ones are written."""
+
+    keep_last: int = Field(default=2, ge=1, le=10_000)
+    keep_best: int = Field(default=1, ge=0, le=10_000)
+    metric: str | None = Field(default=None, min_length=1, max_length=64)
+    mode: Literal["min", "max"] | None = None
+
+
 class TrainingConfig(_Strict):
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=65_536)
@@ -96,6 +108,7 @@ class TrainingConfig(_Strict):
     time_limit_s: int | None = Field(default=None, ge=1, description="wall-clock limit; capped by the server's")
     max_restarts: int | None = Field(default=None, ge=0, le=100, description="attempts after a lost worker")
     stop_on_nan: bool = True
+    checkpoints: CheckpointPolicy = CheckpointPolicy()
 
 
 class JobCreate(_Strict):

@@ -16,6 +16,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # SQLAlchemy emits BEGIN itself (see _sqlite_begin); the driver must not.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new file; see store.storage
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")

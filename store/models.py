@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def new_id() -> str:
@@ -63,6 +63,8 @@ class Dataset(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # a deleted dataset keeps its row (finished jobs still name it) but not its data
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Job(Base):
@@ -100,9 +102,31 @@ class Job(Base):
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
     final_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the newest JobEvent.seq
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sweep_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)  # a sweep's trial
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    tag_rows: Mapped[list[JobTag]] = relationship(lazy="selectin", cascade="all, delete-orphan",
+                                                  passive_deletes=True, order_by="JobTag.tag")
+
+    __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at", "id"),)
+
+    @property
+    def tags(self) -> list[str]:
+        return [t.tag for t in self.tag_rows]
+
+
+class JobTag(Base):
+    """A job's tag (a row per tag, so that filtering by tag is an index lookup everywhere)."""
+
+    __tablename__ = "job_tags"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_job_tags_tag", "tag", "job_id"),)
 
 
 class Metric(Base):
@@ -142,6 +166,9 @@ class Checkpoint(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     state: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, nullable=True)
+    # the value of the job's retention metric (training.checkpoints.metric) at an epoch's end;
+    # None for checkpoints taken within an epoch
+    metric_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -64,7 +64,8 @@ def run_job(job_id: str, settings: Settings) -> str:
     reporter = Reporter(url, job_id, attempt, total_steps=claimed.plan.total_steps,
                         epochs=claimed.plan.training.epochs, flush_s=settings.metrics_flush_s,
                         flush_rows=settings.metrics_flush_rows, buffer_rows=settings.metrics_buffer_rows,
-                        max_log_lines=settings.max_log_lines, on_lost=control.lost.set)
+                        max_log_lines=settings.max_log_lines, on_lost=control.lost.set,
+                        retention=claimed.plan.retention)
     with job_log(reporter):
         resources.reset_peak()
         device = parallel.pick_device(settings.device)

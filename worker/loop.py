@@ -151,6 +151,8 @@ class TrainingLoop:
         p = self.position
         epochs = self.training.epochs
         if p["batch"] >= self.steps_per_epoch:  # resumed from an end-of-epoch checkpoint
+            if p["epoch"] >= epochs or {"stopped_at_epoch", "stopped_early_at_epoch"} & set(self.final):
+                return self.final  # that epoch ended the job; only recording the outcome was lost
             p.update(epoch=p["epoch"] + 1, batch=0, loss_sum=0.0, seen=0)
         while p["epoch"] <= epochs:
             self.model.train()

@@ -12,6 +12,7 @@ it, so a resume never finds metrics missing before its checkpoint.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from plan.model import RetentionPlan
 from store.db import session_scope
 from store.repositories import checkpoints, events, jobs, metrics
 from worker.retry import with_db_retry
@@ -57,11 +59,13 @@ class Reporter:
 
     def __init__(self, database_url: str, job_id: str, attempt: int, *, total_steps: int, epochs: int,
                  flush_s: float = 0.5, flush_rows: int = 5000, buffer_rows: int = 1_000_000,
-                 max_log_lines: int = 10_000, retry_for_s: float = 60.0, on_lost: Callable[[], None] = lambda: None):
+                 max_log_lines: int = 10_000, retry_for_s: float = 60.0, on_lost: Callable[[], None] = lambda: None,
+                 retention: RetentionPlan | None = None):
         self.url, self.job_id, self.attempt = database_url, job_id, attempt
         self.total_steps, self.epochs = total_steps, epochs
         self.flush_s, self.flush_rows, self.buffer_rows = flush_s, max(1, flush_rows), buffer_rows
         self.retry_for_s, self.on_lost = retry_for_s, on_lost
+        self.retention = retention or RetentionPlan()
         self.epoch = self.step_no = 0
         self.samples_per_s = self.step_time_s = 0.0  # moving averages
         self._rows: list[dict] = []
@@ -115,10 +119,14 @@ class Reporter:
 
     def flush(self, *, epoch_metrics: dict[str, float] | None = None,
               checkpoint: tuple[bytes, bytes] | None = None) -> None:
-        """Write everything buffered now (with epoch metrics and a checkpoint), retrying
-        while the database is away; raises if it stays away for ``retry_for_s``."""
+        """Write everything buffered now (with epoch metrics and a checkpoint, which the
+        retention policy then weighs against the older ones), retrying while the database is
+        away; raises if it stays away for ``retry_for_s``."""
         extra = [{"kind": "epoch", "name": k, "epoch": self.epoch, "step": self.step_no, "value": v}
                  for k, v in (epoch_metrics or {}).items()]
+        if checkpoint is not None:
+            value = (epoch_metrics or {}).get(self.retention.metric)
+            checkpoint = (*checkpoint, value if isinstance(value, float) and math.isfinite(value) else None)
         with_db_retry(lambda: self._write_buffered(extra, checkpoint),
                       what=f"results write for job {self.job_id}", retry_for_s=self.retry_for_s)
 
@@ -150,7 +158,7 @@ class Reporter:
             if closing:
                 return
 
-    def _write_buffered(self, extra: list[dict], checkpoint: tuple[bytes, bytes] | None) -> None:
+    def _write_buffered(self, extra: list[dict], checkpoint: tuple[bytes, bytes, float | None] | None) -> None:
         """One transaction: the buffered rows and log lines, ``extra`` rows, progress, the
         checkpoint and the events saying so. What it took goes back to the buffer on failure."""
         with self._write_lock:
@@ -168,7 +176,7 @@ class Reporter:
                 raise
 
     def _write(self, epoch: int, step: int, rows: list[dict], logs: list[dict], dropped: int,
-               checkpoint: tuple[bytes, bytes] | None) -> None:
+               checkpoint: tuple[bytes, bytes, float | None] | None) -> None:
         if dropped:
             logs = logs + [{"time": time.time(), "level": "WARNING", "logger": __name__,
                             "message": f"{dropped} metric rows were dropped while the database was unreachable"}]
@@ -185,7 +193,10 @@ class Reporter:
                 batch.append((events.LOG, {"attempt": self.attempt, "lines": logs}))
             if checkpoint is not None:
                 ckpt = checkpoints.add(session, job_id=self.job_id, epoch=epoch, step=step, attempt=self.attempt,
-                                       data=checkpoint[0], state=checkpoint[1])
+                                       data=checkpoint[0], state=checkpoint[1], metric_value=checkpoint[2])
+                r = self.retention
+                checkpoints.prune(session, job_id=self.job_id, keep_last=r.keep_last, keep_best=r.keep_best,
+                                  mode=r.mode)
                 url = f"/v1/jobs/{self.job_id}/checkpoints/{ckpt.id}/download"
                 batch.append((events.CHECKPOINT, {"id": ckpt.id, "epoch": epoch, "step": step,
                                                   "size_bytes": ckpt.size_bytes, "download_url": url,

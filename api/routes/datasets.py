@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
@@ -15,7 +15,8 @@ from api.schemas.datasets import BuiltinCreate, DatasetCreate, DatasetList, Data
 from config.settings import Settings
 from ingest import IngestError, builtin, files, limits
 from ingest.heads import as_heads
-from store.repositories import datasets
+from store import storage
+from store.repositories import datasets, jobs
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -90,6 +91,20 @@ def _get_or_404(session, dataset_id: str, owner: str):
 @router.get("/{dataset_id}", response_model=DatasetOut)
 def get_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep) -> DatasetOut:
     return _out(_get_or_404(session, dataset_id, owner))
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep) -> Response:
+    """Delete a dataset's data; 409 while a queued or running job trains or validates on it."""
+    _get_or_404(session, dataset_id, owner)
+    using = jobs.using_dataset(session, dataset_id=dataset_id)
+    if using:
+        raise FieldError(["path", "dataset_id"], f"dataset {dataset_id} is used by queued or running jobs: "
+                                                 f"{', '.join(using)}; cancel or delete them first", 409)
+    datasets.delete(session, dataset_id=dataset_id)
+    session.commit()
+    storage.reclaim(session)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{dataset_id}/preview", response_model=DatasetPreview)

@@ -3,20 +3,21 @@ read and cancel jobs. The resolution itself is ``plan.planner``'s."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy.orm import Session
 
-from api import queue
+from api import cursors, queue
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
-from api.schemas.jobs import JobList, JobOut
+from api.schemas.jobs import JobList, JobOut, JobPatch, JobQuery
 from config.settings import Settings
 from ingest import DatasetFacts
 from plan.planner import plan_job
 from plan.request import JobCreate
+from store import storage
 from store.models import Job
 from store.repositories import datasets, jobs
 
@@ -65,18 +66,42 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owne
 
 
 @router.get("", response_model=JobList)
-def list_jobs(session: SessionDep, owner: OwnerDep,
-              status: Annotated[Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
-                                Query(description="only jobs in this status")] = None,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobList:
-    """The owner's jobs, newest first."""
-    rows = jobs.list_all(session, owner=owner, status=status, limit=limit)
-    return JobList(items=[JobOut.from_row(j) for j in rows])
+def list_jobs(session: SessionDep, owner: OwnerDep, query: Annotated[JobQuery, Query()]) -> JobList:
+    """The owner's jobs, filtered and sorted (newest first by default), a page at a time:
+    pass the answer's ``next_cursor`` as ``cursor`` for the next page."""
+    after = cursors.decode(query.cursor, query.sort) if query.cursor else None
+    filters = jobs.Filters(status=query.status, tags=tuple(query.tag), dataset_id=query.dataset_id,
+                           sweep_id=query.sweep_id, name_contains=query.q, created_after=query.created_after,
+                           created_before=query.created_before)
+    rows = jobs.search(session, owner=owner, filters=filters, sort=query.sort, limit=query.limit + 1, after=after)
+    page, more = rows[:query.limit], len(rows) > query.limit
+    next_cursor = cursors.encode(query.sort, jobs.sort_value(page[-1], query.sort), page[-1].id) if more else None
+    return JobList(items=[JobOut.from_row(j) for j in page], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
     return JobOut.from_row(get_job_or_404(session, job_id, owner))
+
+
+@router.patch("/{job_id}", response_model=JobOut)
+def edit_job(job_id: str, body: JobPatch, session: SessionDep, owner: OwnerDep) -> JobOut:
+    """Set a job's ``tags`` and/or ``notes``; everything else about a job is read-only."""
+    job = get_job_or_404(session, job_id, owner)
+    jobs.set_labels(session, job, tags=body.tags, notes=body.notes,
+                    clear_notes="notes" in body.model_fields_set and body.notes is None)
+    return JobOut.from_row(job)
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_job(job_id: str, session: SessionDep, owner: OwnerDep) -> Response:
+    """Delete a job with its metrics, logs and checkpoints; a running job is cancelled first
+    (its worker stops at its next step)."""
+    get_job_or_404(session, job_id, owner)
+    jobs.delete(session, job_id=job_id)
+    session.commit()
+    storage.reclaim(session)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)

@@ -90,15 +90,23 @@ def _chosen(keys: dict[str, tuple[str, str]], names: str | None) -> dict[str, tu
 
 @router.get("/checkpoints", response_model=CheckpointList)
 def list_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> CheckpointList:
-    get_job_or_404(session, job_id, owner)
+    """The job's kept checkpoints, oldest first; ``latest`` and ``best`` (by the retention
+    metric, ``metric_value``) are marked."""
+    job = get_job_or_404(session, job_id, owner)
+    latest, best = checkpoints.marks(session, job_id=job_id, mode=_retention_mode(job))
     items = [
         CheckpointOut(
             id=c.id, epoch=c.epoch, step=c.step, size_bytes=c.size_bytes, created_at=c.created_at,
-            download_url=f"/v1/jobs/{job_id}/checkpoints/{c.id}/download",
+            download_url=f"/v1/jobs/{job_id}/checkpoints/{c.id}/download", metric_value=c.metric_value,
+            latest=c.id == latest, best=c.id == best,
         )
         for c in checkpoints.for_job(session, job_id=job_id)
     ]
     return CheckpointList(items=items)
+
+
+def _retention_mode(job) -> str:
+    return ((job.plan or {}).get("retention") or {}).get("mode", "min")
 
 
 @router.get(
@@ -107,10 +115,14 @@ def list_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> Check
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 def download_checkpoint(job_id: str, checkpoint_id: str, session: SessionDep, owner: OwnerDep) -> Response:
-    """The checkpoint as a .safetensors file; ``latest`` names the newest one."""
-    get_job_or_404(session, job_id, owner)
+    """The checkpoint as a .safetensors file; ``latest`` names the newest one, ``best`` the
+    one with the best retention metric."""
+    job = get_job_or_404(session, job_id, owner)
     if checkpoint_id == "latest":
         ckpt = checkpoints.latest_with_data(session, job_id=job_id)
+    elif checkpoint_id == "best":
+        best = checkpoints.best_id(session, job_id=job_id, mode=_retention_mode(job))
+        ckpt = checkpoints.get_with_data(session, job_id=job_id, checkpoint_id=best) if best else None
     else:
         ckpt = checkpoints.get_with_data(session, job_id=job_id, checkpoint_id=checkpoint_id)
     if ckpt is None:

@@ -2,12 +2,14 @@
 user sends to submit one is ``plan.request.JobCreate``.)"""
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.schemas import UTCDateTime
 from plan import HeadPlan
+from plan.model import RetentionPlan
 
 
 class Progress(BaseModel):
@@ -37,6 +39,7 @@ class PlanOut(BaseModel):
     memory_bytes: int
     max_restarts: int
     time_limit_s: int
+    retention: RetentionPlan
 
 
 class JobOut(BaseModel):
@@ -57,6 +60,9 @@ class JobOut(BaseModel):
     progress: Progress
     metrics: FinalMetrics
     event_seq: int  # the id of the job's newest event: GET .../events?after=<event_seq> streams what follows
+    tags: list[str] = []
+    notes: str | None = None
+    sweep_id: str | None = None
 
     @classmethod
     def from_row(cls, job: Any) -> JobOut:
@@ -82,11 +88,46 @@ class JobOut(BaseModel):
             ),
             metrics=FinalMetrics(**(job.final_metrics or {})),
             event_seq=job.event_seq or 0,
+            tags=job.tags,
+            notes=job.notes,
+            sweep_id=job.sweep_id,
         )
 
 
 class JobList(BaseModel):
     items: list[JobOut]
+    next_cursor: str | None = None  # pass as ``cursor`` for the next page; None on the last one
+
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/@+=-]+$")]
+_SORT = r"^-?(created|name|metric:[A-Za-z_][A-Za-z0-9_]{0,63})$"
+
+
+class JobQuery(BaseModel):
+    """GET /v1/jobs: every filter given must hold; any other query parameter is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    tag: list[Tag] = Field(default=[], max_length=16, description="repeat for several: a job must carry all")
+    dataset_id: str | None = Field(None, max_length=64)
+    sweep_id: str | None = Field(None, max_length=64)
+    q: str | None = Field(None, min_length=1, max_length=200, description="a substring of the name (any case)")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    sort: str = Field("-created", pattern=_SORT, description="created, name or metric:<final metric>; "
+                                                              "a leading - sorts descending")
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = Field(None, max_length=2000)
+
+
+class JobPatch(BaseModel):
+    """PATCH /v1/jobs/{id}: only tags and notes can change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[Tag] | None = Field(None, max_length=32)
+    notes: str | None = Field(None, max_length=10_000)
 
 
 class StepMetric(BaseModel):
@@ -137,6 +178,9 @@ class CheckpointOut(BaseModel):
     size_bytes: int
     created_at: UTCDateTime
     download_url: str
+    metric_value: float | None = None  # the retention metric at this checkpoint (epoch ends)
+    latest: bool = False
+    best: bool = False
 
 
 class CheckpointList(BaseModel):

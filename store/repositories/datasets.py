@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, undefer
 
 from ingest import DEFAULT_HEAD, DatasetFacts, codec, head_info
 from ingest.heads import as_heads
-from store.models import Dataset
+from store.models import Dataset, utcnow
 
 
 def create(
@@ -54,9 +54,16 @@ def facts(ds: Dataset) -> DatasetFacts:
 
 
 def get(session: Session, *, dataset_id: str, owner: str | None = None) -> Dataset | None:
-    """The dataset, or None if it does not exist or (given ``owner``) belongs to another owner."""
+    """The dataset, or None if it does not exist, was deleted or (given ``owner``) belongs to
+    another owner."""
     ds = session.get(Dataset, dataset_id)
-    return ds if ds is not None and owner in (None, ds.owner) else None
+    return ds if ds is not None and ds.deleted_at is None and owner in (None, ds.owner) else None
+
+
+def delete(session: Session, *, dataset_id: str) -> None:
+    """Drop the dataset's data; the row stays (finished jobs name it) but reads as gone."""
+    session.execute(update(Dataset).where(Dataset.id == dataset_id)
+                    .values(data=b"", size_bytes=0, deleted_at=utcnow()))
 
 
 def load_all(session: Session, *, dataset_id: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -66,5 +73,6 @@ def load_all(session: Session, *, dataset_id: str) -> tuple[np.ndarray, dict[str
 
 
 def list_all(session: Session, *, owner: str, limit: int = 100) -> list[Dataset]:
-    query = select(Dataset).where(Dataset.owner == owner).order_by(Dataset.created_at.desc()).limit(limit)
+    query = (select(Dataset).where(Dataset.owner == owner, Dataset.deleted_at.is_(None))
+             .order_by(Dataset.created_at.desc()).limit(limit))
     return list(session.scalars(query))

@@ -7,13 +7,15 @@ records a ``status`` event, in the same transaction.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Session
 
-from store.models import Job, JobStatus, utcnow
+from store.models import Job, JobStatus, JobTag, utcnow
 from store.repositories import events
 
 
@@ -178,3 +180,107 @@ def reap(session: Session, *, now: datetime | None = None, requeue_after_s: floa
         .returning(Job.id)
     ))
     return requeued + resend, failed
+
+
+# -- experiments: search, labels, deletion ------------------------------------------------------
+SORTS = ("created", "-created", "name", "-name")  # plus "metric:<name>" and "-metric:<name>"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What GET /v1/jobs narrows the owner's jobs to; every given filter must hold."""
+
+    status: str | None = None
+    tags: tuple[str, ...] = ()
+    dataset_id: str | None = None
+    sweep_id: str | None = None
+    name_contains: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def sort_key(sort: str):
+    """(the SQL expression, descending) a sort names: created, name or metric:<final metric>."""
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+    if field == "created":
+        return Job.created_at, descending
+    if field == "name":
+        return Job.name, descending
+    return Job.final_metrics[field.removeprefix("metric:")].as_float(), descending
+
+
+def search(session: Session, *, owner: str, filters: Filters, sort: str = "-created", limit: int = 100,
+           after: tuple[Any, str] | None = None) -> list[Job]:
+    """One page of the owner's jobs in ``sort`` order (ties by id; a metric's missing values
+    last), starting after the (sort value, id) of the previous page's last job: keyset
+    pagination, stable while jobs are added."""
+    key, descending = sort_key(sort)
+    query = select(Job).where(Job.owner == owner)
+    f = filters
+    if f.status:
+        query = query.where(Job.status == f.status)
+    for tag in f.tags:
+        query = query.where(Job.id.in_(select(JobTag.job_id).where(JobTag.tag == tag)))
+    if f.dataset_id:
+        query = query.where(Job.dataset_id == f.dataset_id)
+    if f.sweep_id:
+        query = query.where(Job.sweep_id == f.sweep_id)
+    if f.name_contains:
+        escaped = f.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Job.name.ilike(f"%{escaped}%", escape="\\"))
+    if f.created_after:
+        query = query.where(Job.created_at >= f.created_after)
+    if f.created_before:
+        query = query.where(Job.created_at < f.created_before)
+    if after is not None:
+        value, last_id = after
+        next_id = Job.id < last_id if descending else Job.id > last_id
+        if value is None:  # in the trailing run of missing values
+            query = query.where(key.is_(None), next_id)
+        else:
+            beyond = key < value if descending else key > value
+            query = query.where(or_(beyond, and_(key == value, next_id), key.is_(None)))
+    order = key.desc() if descending else key.asc()
+    query = query.order_by(order.nulls_last(), Job.id.desc() if descending else Job.id.asc())
+    return list(session.scalars(query.limit(limit)))
+
+
+def sort_value(job: Job, sort: str) -> Any:
+    """The value of ``sort``'s key for ``job`` (what a cursor carries)."""
+    field = sort.lstrip("-")
+    if field == "created":
+        return job.created_at
+    if field == "name":
+        return job.name
+    value = (job.final_metrics or {}).get(field.removeprefix("metric:"))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def set_labels(session: Session, job: Job, *, tags: list[str] | None = None, notes: str | None = None,
+               clear_notes: bool = False) -> Job:
+    """Replace the job's tags and/or notes (the only fields a user may edit)."""
+    if tags is not None:
+        job.tag_rows = [JobTag(job_id=job.id, tag=t) for t in dict.fromkeys(tags)]
+    if notes is not None or clear_notes:
+        job.notes = notes
+    session.flush()
+    return job
+
+
+def delete(session: Session, *, job_id: str) -> bool:
+    """Delete a job with its metrics, events, tags and checkpoints (ON DELETE CASCADE); a
+    queued or running job is cancelled first, so its worker stops at its next step."""
+    request_cancel(session, job_id=job_id)
+    return session.execute(sa_delete(Job).where(Job.id == job_id)).rowcount == 1
+
+
+def using_dataset(session: Session, *, dataset_id: str) -> list[str]:
+    """Queued or running jobs that train or validate on the dataset."""
+    active = select(Job.id, Job.plan).where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+    rows = session.execute(active).all()
+    direct = set(session.scalars(select(Job.id).where(Job.dataset_id == dataset_id,
+                                                      Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))))
+    validating = {r.id for r in rows
+                  if ((r.plan or {}).get("training") or {}).get("validation_dataset_id") == dataset_id}
+    return sorted(direct | validating)

@@ -28,7 +28,7 @@ def test_requests_need_a_valid_key(keyed):
         r = keyed.get("/v1/jobs", headers=headers)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     assert keyed.get("/v1/health").status_code == 200  # probes need no key
-    assert keyed.get("/v1/jobs", headers=ALICE).json() == {"items": []}
+    assert keyed.get("/v1/jobs", headers=ALICE).json() == {"items": [], "next_cursor": None}
 
 
 def test_owners_see_only_their_own(keyed, row_counts):
@@ -45,7 +45,7 @@ def test_owners_see_only_their_own(keyed, row_counts):
         assert keyed.get(path, headers=BOB).status_code == 404, path
         assert keyed.get(path, headers=ALICE).status_code in (200, 404 if path.endswith("download") else 200)
     assert keyed.post(f"/v1/jobs/{job_id}/cancel", headers=BOB).status_code == 404
-    assert keyed.get("/v1/jobs", headers=BOB).json() == {"items": []}
+    assert keyed.get("/v1/jobs", headers=BOB).json() == {"items": [], "next_cursor": None}
     assert keyed.get("/v1/datasets", headers=BOB).json() == {"items": []}
     assert [j["id"] for j in keyed.get("/v1/jobs", headers=ALICE).json()["items"]] == [job_id]
 

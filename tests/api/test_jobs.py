@@ -37,7 +37,8 @@ def test_submit_commits_then_enqueues(client, settings, dataset_id):
     broker = redis.Redis.from_url(settings.redis_url)
     assert broker.llen(settings.queue) == 1
     assert job["id"].encode() in broker.lindex(settings.queue, 0)
-    assert client.get(f"/v1/jobs/{job['id']}/metrics").json() == {"job_id": job["id"], "steps": [], "epochs": []}
+    assert client.get(f"/v1/jobs/{job['id']}/metrics").json() == {"job_id": job["id"], "steps": [], "epochs": [],
+                                                               "series": {}, "last_step": 0}
     assert client.get(f"/v1/jobs/{job['id']}/checkpoints").json() == {"items": []}
     assert client.get(f"/v1/jobs/{job['id']}/checkpoints/latest/download").status_code == 404
 

@@ -35,7 +35,7 @@ def test_digits_mlp_trains_and_checkpoint_reproduces_accuracy(running):
     with httpx.Client(base_url=running.base_url, timeout=30) as client:
         ds = post_dataset(client, x, y)
         assert (ds["num_samples"], ds["input_shape"], ds["num_classes"]) == (1797, [8, 8], 10)
-        job = submit_job(client, ds["id"], epochs=EPOCHS)
+        job = submit_job(client, ds["id"], epochs=EPOCHS, checkpoints={"keep_last": EPOCHS})
         assert job["status"] == "queued"
         job, seen = wait_for_job(client, job["id"])
         assert job["status"] == "succeeded", job["error"]

@@ -34,11 +34,11 @@ def test_0003_moves_resolved_heads_out_of_training_into_a_plan_the_worker_follow
     from store.repositories import datasets, jobs
     from worker.lifecycle import run_job
 
-    command.downgrade(alembic_config(database_url), "0002")
     x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
     with session_scope(database_url) as s:
         ds_id = datasets.create(s, name="d", inputs=x, targets=(x[:, 0] > 0).astype(np.int64),
                                 task="classification").id
+    command.downgrade(alembic_config(database_url), "0002")
     heads = {"output": {"target": "output", "task": "classification",
                         "loss": {"type": "CrossEntropyLoss", "weight": 1.0, "args": {}}, "metrics": ["accuracy"]}}
     training = {"epochs": 2, "batch_size": 4, "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.0,
