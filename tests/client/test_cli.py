@@ -80,3 +80,24 @@ def test_exit_codes(trainyard, tmp_path):
     assert trainyard("jobs", "show", "no-such-job").returncode == 3
     assert trainyard("jobs", "ls", "--limit", "0").returncode == 2
     assert trainyard("no-such-command").returncode == 2
+
+
+def test_tags_sweeps_and_deletion_from_a_shell(trainyard, tmp_path):
+    ds = json.loads(trainyard("datasets", "builtin", "iris", "--json").stdout)
+    base = {"name": "iris", "dataset_id": ds["id"], "model": {"zoo": "mlp"},
+            "training": {"epochs": 2, "batch_size": 16, "optimizer": {"type": "Adam", "lr": 0.01}}}
+    config = {"name": "cli-sweep", "base": base, "method": "grid", "metric": {"name": "val_loss", "goal": "minimize"},
+              "parameters": {"training.optimizer.lr": {"values": [0.01, 0.05]}}}
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(config))
+    made = trainyard("sweeps", "create", str(path), "--watch")
+    assert made.returncode == 0, made.stderr
+    assert "finished" in made.stdout and "best" in made.stdout and _fits_80_columns(made.stdout)
+    sweep_id = json.loads(trainyard("sweeps", "ls", "--json").stdout)[0]["id"]
+    shown = json.loads(trainyard("sweeps", "show", sweep_id, "--json").stdout)
+    job_id = shown["best"]["job_id"]
+    assert trainyard("jobs", "tag", job_id, "best", "iris").returncode == 0
+    tagged = json.loads(trainyard("jobs", "ls", "--tag", "best", "--json").stdout)
+    assert [j["id"] for j in tagged] == [job_id] and tagged[0]["tags"] == ["best", "iris"]
+    assert trainyard("jobs", "rm", job_id).returncode == 0
+    assert trainyard("jobs", "show", job_id).returncode == 3

@@ -140,3 +140,58 @@ def test_retries_on_503_and_connection_errors_never_on_4xx():
     port = server.server_port  # closed now: nothing listens
     with pytest.raises(Unreachable):
         Client(f"http://127.0.0.1:{port}", retries=2, backoff_s=0.01).health()
+
+
+def test_a_python_module_is_sent_as_its_spec_and_a_custom_one_is_refused(client):
+    from engine import nn
+    from engine.spec import SpecError
+
+    x, y = digits(64)
+    ds = client.datasets.create("digits-64", x, y)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    job = client.jobs.submit(model=model, dataset=ds, training={**TRAINING, "epochs": 1})
+    assert job.raw["model"] == {"layers": [{"type": "Flatten"}, {"type": "Linear", "in_features": 64,
+                                                                 "out_features": 32},
+                                           {"type": "ReLU"}, {"type": "Linear", "in_features": 32,
+                                                              "out_features": 10}]}
+
+    class Twice(nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    with pytest.raises(SpecError, match="1 .*Twice"):
+        client.jobs.submit(model=nn.Sequential(nn.Flatten(), Twice()), dataset=ds, training=TRAINING)
+    job.wait()
+
+
+def test_tags_search_delete_and_a_sweep(client):
+    x, y = digits(200)
+    ds = client.datasets.create("digits-200", x, y)
+    base = {"name": "base", "dataset_id": ds.id, "model": MLP_SPEC,
+            "training": {**TRAINING, "epochs": 2}}
+    sweep = client.sweeps.create({"name": "lr", "base": base, "method": "grid",
+                                  "metric": {"name": "val_accuracy", "goal": "maximize"},
+                                  "parameters": {"training.optimizer.lr": {"values": [0.01, 0.001]}},
+                                  "max_concurrent": 2})
+    sweep.wait(poll_s=0.5, timeout_s=300)
+    assert sweep.status == "finished" and len(sweep.trials) == 2
+    best = sweep.best_job()
+    assert best.final_metrics["val_accuracy"] == max(t["metric"] for t in sweep.trials)
+    trial_ids = {t["job_id"] for t in sweep.trials}
+    assert {j.id for j in client.jobs.list(sweep=sweep.id)} == trial_ids
+    best.update(tags=["winner", "lr-sweep"], notes="best of two")
+    assert [j.id for j in client.jobs.list(tags=["winner"])] == [best.id]
+    assert client.jobs.get(best.id).notes == "best of two"
+    ranked = client.jobs.list(sweep=sweep.id, sort="-metric:val_accuracy")
+    assert ranked[0].id == best.id
+    loser = next(j for j in ranked if j.id != best.id)
+    loser.delete()
+    with pytest.raises(NotFound):
+        client.jobs.get(loser.id)
+    with pytest.raises(Conflict):
+        queued = client.jobs.submit(model=MLP_SPEC, dataset=ds, training={**TRAINING, "epochs": 50})
+        client.datasets.delete(ds)
+    queued.cancel().wait()  # a running job stops at its next step
+    client.datasets.delete(ds)
+    with pytest.raises(NotFound):
+        client.datasets.get(ds.id)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from trainyard.cli import datasets, jobs, server
+from trainyard.cli import datasets, jobs, server, sweeps
 
 app = typer.Typer(name="trainyard", help="Training as a service.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, context_settings={"max_content_width": 80})
@@ -29,6 +29,7 @@ app.command(rich_help_panel="Use the service")(jobs.submit)
 app.command(rich_help_panel="Use the service")(jobs.download)
 app.add_typer(datasets.app, name="datasets", rich_help_panel="Use the service")
 app.add_typer(jobs.app, name="jobs", rich_help_panel="Use the service")
+app.add_typer(sweeps.app, name="sweeps", rich_help_panel="Use the service")
 
 
 def main(argv: list[str] | None = None) -> int:

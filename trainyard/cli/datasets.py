@@ -59,6 +59,14 @@ def list_datasets(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         table([d.raw for d in items], COLUMNS)
 
 
+@app.command("rm")
+def remove(ctx: typer.Context, dataset_id: str) -> None:
+    """Delete a dataset (refused while a queued or running job uses it)."""
+    with api_errors():
+        client_of(ctx).datasets.delete(dataset_id)
+    print(f"deleted dataset {dataset_id}")
+
+
 @app.command("show")
 def show(ctx: typer.Context, dataset_id: str, as_json: JsonFlag = False) -> None:
     """One dataset's description."""

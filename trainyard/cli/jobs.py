@@ -57,10 +57,14 @@ def submit(ctx: typer.Context,
 def list_jobs(ctx: typer.Context,
               status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, cancelled")]
               = None,
-              limit: Annotated[int, typer.Option(min=1, max=1000)] = 50, as_json: JsonFlag = False) -> None:
-    """List your jobs, newest first."""
+              tag: Annotated[list[str] | None, typer.Option(help="only jobs with this tag (repeatable)")] = None,
+              name: Annotated[str | None, typer.Option(help="a substring of the name")] = None,
+              sort: Annotated[str, typer.Option(help="created, name or metric:<name>; - for descending")]
+              = "-created",
+              limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50, as_json: JsonFlag = False) -> None:
+    """List your jobs (newest first unless --sort says otherwise)."""
     with api_errors():
-        items = client_of(ctx).jobs.list(status=status, limit=limit)
+        items = client_of(ctx).jobs.list(status=status, tags=tag or (), name=name, sort=sort, limit=limit)
     if as_json:
         print_json([j.raw for j in items])
     else:
@@ -141,6 +145,23 @@ def logs(ctx: typer.Context, job_id: str,
                 when = time.strftime("%H:%M:%S", time.localtime(line["time"]))
                 console.print(f"{when} #{line['attempt']} {line['level']:<7} {line['message']}", markup=False,
                               soft_wrap=True)
+
+
+@app.command("tag")
+def tag(ctx: typer.Context, job_id: str, tags: Annotated[list[str], typer.Argument(help="the job's new tags")],
+        notes: Annotated[str | None, typer.Option(help="replace the notes too")] = None) -> None:
+    """Set a job's tags (and notes)."""
+    with api_errors():
+        job = client_of(ctx).jobs.get(job_id).update(tags=tags, notes=notes)
+    console.print(f"job {job.id}: tags {', '.join(job.tags) or '-'}")
+
+
+@app.command("rm")
+def remove(ctx: typer.Context, job_id: str) -> None:
+    """Delete a job with its metrics, logs and checkpoints (a running one is cancelled)."""
+    with api_errors():
+        client_of(ctx).jobs.get(job_id).delete()
+    console.print(f"deleted job {job_id}")
 
 
 @app.command("cancel")

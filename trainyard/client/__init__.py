@@ -27,6 +27,7 @@ from trainyard.client.errors import (
 )
 from trainyard.client.http import Http
 from trainyard.client.jobs import Job, Jobs
+from trainyard.client.sweeps import Sweep, Sweeps
 
 
 class Client:
@@ -38,6 +39,7 @@ class Client:
         self.http = Http(url, api_key, timeout=timeout, retries=retries, backoff_s=backoff_s)
         self.datasets = Datasets(self.http)
         self.jobs = Jobs(self.http)
+        self.sweeps = Sweeps(self.http)
 
     @property
     def url(self) -> str:
@@ -57,4 +59,4 @@ class Client:
 
 
 __all__ = ["ApiError", "Client", "Conflict", "Dataset", "InvalidRequest", "Job", "JobFailed", "NotFound",
-           "ServerError", "TrainyardError", "Unauthorized", "Unreachable"]
+           "ServerError", "Sweep", "TrainyardError", "Unauthorized", "Unreachable"]

@@ -109,3 +109,7 @@ class Datasets:
 
     def get(self, dataset_id: str) -> Dataset:
         return Dataset.from_api(self._http.json("GET", f"/v1/datasets/{dataset_id}"))
+
+    def delete(self, dataset: Dataset | str) -> None:
+        """Delete a dataset (a Conflict while a queued or running job uses it)."""
+        self._http.request("DELETE", f"/v1/datasets/{dataset.id if isinstance(dataset, Dataset) else dataset}")

@@ -36,6 +36,8 @@ class Job:
         self.progress: dict[str, Any] = body.get("progress", {})
         self.final_metrics: dict[str, Any] = {k: v for k, v in body.get("metrics", {}).items() if v is not None}
         self.event_seq: int = body.get("event_seq", 0)
+        self.tags: list[str] = body.get("tags", [])
+        self.notes: str | None = body.get("notes")
 
     def __repr__(self) -> str:
         return f"Job({self.id!r}, name={self.name!r}, status={self.status!r})"
@@ -52,6 +54,16 @@ class Job:
         """A queued job is cancelled at once, a running one stops at its next step."""
         self._update(self._http.json("POST", f"/v1/jobs/{self.id}/cancel"))
         return self
+
+    def update(self, *, tags: list[str] | None = None, notes: str | None = None) -> Job:
+        """Replace the job's tags and/or notes (the only editable fields)."""
+        body = {**({"tags": tags} if tags is not None else {}), **({"notes": notes} if notes is not None else {})}
+        self._update(self._http.json("PATCH", f"/v1/jobs/{self.id}", json=body))
+        return self
+
+    def delete(self) -> None:
+        """Delete the job with its metrics, logs and checkpoints (a running one is cancelled)."""
+        self._http.request("DELETE", f"/v1/jobs/{self.id}")
 
     # -- live -------------------------------------------------------------------------------
     def events(self, after: int | None = 0) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -180,9 +192,22 @@ class Jobs:
     def get(self, job_id: str) -> Job:
         return Job(self._http, self._http.json("GET", f"/v1/jobs/{job_id}"))
 
-    def list(self, *, status: str | None = None, limit: int = 100) -> list[Job]:
-        params = {"limit": limit, **({"status": status} if status else {})}
-        return [Job(self._http, j) for j in self._http.json("GET", "/v1/jobs", params=params)["items"]]
+    def list(self, *, status: str | None = None, tags: list[str] | tuple[str, ...] = (), name: str | None = None,
+             sweep: str | None = None, sort: str = "-created", limit: int | None = 100) -> list[Job]:
+        """Your jobs, filtered (a job must carry every tag; ``name``: a substring) and sorted
+        (``created``, ``name`` or ``metric:<name>``, ``-`` for descending); ``limit=None``
+        pages through all of them."""
+        params: list[tuple[str, Any]] = [("sort", sort), ("limit", min(limit or 1000, 1000))]
+        params += [("tag", t) for t in tags]
+        params += [(k, v) for k, v in (("status", status), ("q", name), ("sweep_id", sweep)) if v]
+        out: list[Job] = []
+        cursor = None
+        while True:
+            page = self._http.json("GET", "/v1/jobs", params=params + ([("cursor", cursor)] if cursor else []))
+            out += [Job(self._http, j) for j in page["items"]]
+            cursor = page.get("next_cursor")
+            if not cursor or (limit is not None and len(out) >= limit):
+                return out[:limit] if limit is not None else out
 
 
 def _wide(body: dict[str, Any], kind: str) -> dict[str, list]:
