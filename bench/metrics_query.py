@@ -41,20 +41,24 @@ def _pct(ts: list[float], q: float) -> float:
     return ts[min(len(ts) - 1, round(q * (len(ts) - 1)))]
 
 
-def _summary(ts: list[float]) -> dict:
+def _summary(timed: tuple[list[float], list[float]]) -> dict:
+    ts, cpu = timed
     return {"p50_ms": round(statistics.median(ts) * 1e3, 2), "p99_ms": round(_pct(ts, 0.99) * 1e3, 2),
-            "min_ms": round(min(ts) * 1e3, 2), "max_ms": round(max(ts) * 1e3, 2), "runs": len(ts)}
+            "min_ms": round(min(ts) * 1e3, 2), "max_ms": round(max(ts) * 1e3, 2), "runs": len(ts),
+            "cpu_p50_ms": round(statistics.median(cpu) * 1e3, 2), "cpu_p99_ms": round(_pct(cpu, 0.99) * 1e3, 2)}
 
 
-def _timed(fn, repeat: int, warmup: int = 3) -> list[float]:
+def _timed(fn, repeat: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """Wall times and this process's CPU times (client, app and driver; not PostgreSQL's)."""
     for _ in range(warmup):
         fn()
-    ts = []
+    ts, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t0)
-    return ts
+        cpu.append(time.process_time() - c0)
+    return ts, cpu
 
 
 def machine(conn) -> dict:
@@ -193,22 +197,22 @@ def main() -> None:
                     a = first_step + b * 200
                     yield [{"kind": "step", "name": nm + name_suffix, "epoch": 1, "step": st, "value": float(st % 7)}
                            for st in range(a, a + 200) for nm in names]
-            t_add, t_plain = [], []
             from sqlalchemy import insert
 
             from store.models import Metric
-            for rows in batches(n + 1):
-                t0 = time.perf_counter()
+
+            def write(rows, plain: bool):
                 with session_scope(url) as s:
-                    metrics.add_many(s, job_id=job_id, rows=rows)
-                t_add.append(time.perf_counter() - t0)
-            for rows in batches(n + 1, "_plain"):
-                t0 = time.perf_counter()
-                with session_scope(url) as s:
-                    s.execute(insert(Metric), [{"job_id": job_id, **r} for r in rows])
-                t_plain.append(time.perf_counter() - t0)
-            out["append_batch"] = {"rows": 200 * len(names), "add_many": _summary(t_add),
-                                   "plain_insert": _summary(t_plain)}
+                    if plain:
+                        s.execute(insert(Metric), [{"job_id": job_id, **r} for r in rows])
+                    else:
+                        metrics.add_many(s, job_id=job_id, rows=rows)
+            leveled, plain = batches(n + 1), batches(n + 1, "_plain")
+            out["append_batch"] = {
+                "rows": 200 * len(names),
+                "add_many": _summary(_timed(lambda: write(next(leveled), False), 17)),
+                "plain_insert": _summary(_timed(lambda: write(next(plain), True), 17)),
+            }
             print("append", out["append_batch"])
 
             # EXPLAIN every statement of one downsampled request
