@@ -60,18 +60,20 @@ def run_job(job_id: str, settings: Settings) -> str:
 
     control = Control()
     heartbeat = Heartbeat(url, job_id, attempt, settings.lease_s, control)
-    heartbeat.start()
     reporter = Reporter(url, job_id, attempt, total_steps=claimed.plan.total_steps,
                         epochs=claimed.plan.training.epochs, flush_s=settings.metrics_flush_s,
                         flush_rows=settings.metrics_flush_rows, buffer_rows=settings.metrics_buffer_rows,
                         max_log_lines=settings.max_log_lines, on_lost=control.lost.set,
                         retention=claimed.plan.retention)
+    # from here every way out stops the heartbeat: a lease renewed by a stray thread would keep
+    # a dead attempt "running" for ever
     with job_log(reporter):
-        resources.reset_peak()
-        device = parallel.pick_device(settings.device)
-        log.info("job %s attempt %d on %s (%s)%s", job_id, attempt, worker_name(), device,
-                 f"; resuming from step {claimed.resume_step}" if claimed.resume else "")
         try:
+            heartbeat.start()
+            resources.reset_peak()
+            device = parallel.pick_device(settings.device)
+            log.info("job %s attempt %d on %s (%s)%s", job_id, attempt, worker_name(), device,
+                     f"; resuming from step {claimed.resume_step}" if claimed.resume else "")
             with parallel.process_group(claimed, settings, device, claimed.plan.training.devices,
                                         loop.follow) as ranks:
                 training = loop.TrainingLoop(claimed, settings, control, ranks, reporter,

@@ -76,8 +76,8 @@ class Reporter:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._last_step_at: float | None = None
-        with session_scope(database_url) as session:
-            self._log_room = max_log_lines - events.log_line_count(session, job_id=job_id)
+        self.max_log_lines = max_log_lines
+        self._log_room: int | None = None  # lines this job may still store: counted at the first write
         self._thread = threading.Thread(target=self._run, name=f"reporter-{job_id}", daemon=True)
         self._thread.start()
 
@@ -112,10 +112,8 @@ class Reporter:
 
     def log_line(self, level: str, logger: str, message: str, when: float) -> None:
         with self._lock:
-            if self._log_room > 0:
-                self._log_room -= 1
-                self._logs.append({"time": when, "level": level, "logger": logger,
-                                   "message": message if self._log_room else events.TRUNCATED})
+            if len(self._logs) < self.max_log_lines:  # trimmed to the job's room when written
+                self._logs.append({"time": when, "level": level, "logger": logger, "message": message})
 
     def flush(self, *, epoch_metrics: dict[str, float] | None = None,
               checkpoint: tuple[bytes, bytes] | None = None) -> None:
@@ -169,6 +167,7 @@ class Reporter:
             try:
                 self._write(epoch, step, rows + extra, logs, dropped, checkpoint)
             except BaseException:
+                self._log_room = None  # counted again from what was committed
                 with self._lock:
                     self._rows = rows + self._rows
                     self._logs = logs + self._logs
@@ -185,6 +184,8 @@ class Reporter:
         with session_scope(self.url) as session:
             if not jobs.set_progress(session, job_id=self.job_id, attempt=self.attempt, epoch=epoch, step=step):
                 raise JobLost(f"job {self.job_id} attempt {self.attempt} no longer owns the job")
+            if logs:
+                logs = self._within_room(session, logs)
             metrics.add_many(session, job_id=self.job_id, rows=rows)
             batch: list[tuple[str, dict[str, Any]]] = []
             if rows:
@@ -202,6 +203,18 @@ class Reporter:
                                                   "size_bytes": ckpt.size_bytes, "download_url": url,
                                                   "created_at": ckpt.created_at.isoformat()}))
             events.record(session, job_id=self.job_id, attempt=self.attempt, events=batch)
+
+    def _within_room(self, session, logs: list[dict]) -> list[dict]:
+        """The lines the job's cap still admits; the last admitted one says the log was truncated."""
+        if self._log_room is None:
+            self._log_room = self.max_log_lines - events.log_line_count(session, job_id=self.job_id)
+        room = max(0, self._log_room)
+        if len(logs) >= room:
+            logs = logs[:room]
+            if logs:
+                logs[-1] = {**logs[-1], "message": events.TRUNCATED}
+        self._log_room = room - len(logs)
+        return logs
 
     def _progress(self, epoch: int, step: int) -> dict[str, Any]:
         eta = (self.total_steps - step) * self.step_time_s if self.step_time_s else None

@@ -57,7 +57,8 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(timeout=5)
+        if self.ident is not None:  # started
+            self.join(timeout=5)
 
 
 class Reaper(threading.Thread):
