@@ -271,4 +271,5 @@ class TrainingLoop:
         if len(self.heads) > 1:
             values.update({f"{h.name}_loss": self.ranks.mean(t.item()) for h, t in zip(self.heads, terms)})
         values.update({"lr": lrs[0]} if len(lrs) == 1 else {f"lr_{i}": lr for i, lr in enumerate(lrs)})
-        self.reporter.step(p["epoch"], p["step"], values, xb.shape[0] * self.ranks.world)
+        self.reporter.step(p["epoch"], p["step"], values, xb.shape[0] * self.ranks.world,
+                           hold=p["batch"] == self.steps_per_epoch)

@@ -69,6 +69,7 @@ class Reporter:
         self.epoch = self.step_no = 0
         self.samples_per_s = self.step_time_s = 0.0  # moving averages
         self._rows: list[dict] = []
+        self._held: list[dict] = []  # rows only a flush() writes (see step)
         self._logs: list[dict] = []
         self._dropped = 0
         self._lock = threading.Lock()  # guards the buffers; never held during I/O
@@ -82,9 +83,11 @@ class Reporter:
         self._thread.start()
 
     # -- called by the training loop ----------------------------------------------------------
-    def step(self, epoch: int, step: int, values: dict[str, float], samples: int) -> None:
+    def step(self, epoch: int, step: int, values: dict[str, float], samples: int, *, hold: bool = False) -> None:
         """One optimizer step's scalars (loss, per-head losses, learning rates); samples/s is
-        measured here, from the time since the previous step."""
+        measured here, from the time since the previous step. ``hold`` (an epoch's last step)
+        keeps them for the next ``flush``, so they commit together with the epoch's metrics at
+        the same step: a client polling past a step never misses rows of that step."""
         now = time.perf_counter()
         rows = [{"kind": "step", "name": k, "epoch": epoch, "step": step, "value": v} for k, v in values.items()]
         if self._last_step_at is not None and now > self._last_step_at:
@@ -96,6 +99,9 @@ class Reporter:
         self._last_step_at = now
         with self._lock:
             self.epoch, self.step_no = epoch, step
+            if hold:
+                self._held.extend(rows)
+                return
             self._rows.extend(rows)
             over = len(self._rows) - self.buffer_rows
             if over > 0:
@@ -120,8 +126,10 @@ class Reporter:
         """Write everything buffered now (with epoch metrics and a checkpoint, which the
         retention policy then weighs against the older ones), retrying while the database is
         away; raises if it stays away for ``retry_for_s``."""
-        extra = [{"kind": "epoch", "name": k, "epoch": self.epoch, "step": self.step_no, "value": v}
-                 for k, v in (epoch_metrics or {}).items()]
+        with self._lock:
+            extra, self._held = self._held, []
+        extra += [{"kind": "epoch", "name": k, "epoch": self.epoch, "step": self.step_no, "value": v}
+                  for k, v in (epoch_metrics or {}).items()]
         if checkpoint is not None:
             value = (epoch_metrics or {}).get(self.retention.metric)
             checkpoint = (*checkpoint, value if isinstance(value, float) and math.isfinite(value) else None)
@@ -130,6 +138,9 @@ class Reporter:
 
     def close(self) -> None:
         """Stop the writer after a last best-effort write of what is buffered."""
+        with self._lock:
+            self._rows += self._held
+            self._held = []
         self._closed.set()
         self._wake.set()
         self._thread.join(timeout=30)

@@ -112,3 +112,21 @@ def test_log_lines_are_capped_per_job_with_a_marker(database_url, running_job):
         lines = [line["message"] for e in events.after(s, job_id=running_job, seq=0, kinds=("log",))
                  for line in e.data["lines"]]
     assert lines == ["line 0", "line 1", events.TRUNCATED]
+
+
+def test_an_epochs_last_step_commits_with_its_epoch_metrics(database_url, running_job):
+    reporter = Reporter(database_url, running_job, 1, total_steps=2, epochs=1, flush_s=0.05)
+    try:
+        reporter.step(1, 1, {"loss": 1.0}, samples=2)
+        reporter.step(1, 2, {"loss": 0.5}, samples=2, hold=True)
+        assert _wait_for(lambda: _losses(database_url, running_job) == [1])
+        time.sleep(0.3)  # the writer runs several times: the held step stays back
+        assert _losses(database_url, running_job) == [1]
+        reporter.flush(epoch_metrics={"train_loss": 0.7})
+        with session_scope(database_url) as s:
+            rows = [(m.kind, m.name, m.step) for m in metrics.for_job(s, job_id=running_job) if m.step == 2]
+            batches = [e.data["rows"] for e in events.after(s, job_id=running_job, seq=0, kinds=("metric",))]
+        assert sorted(rows) == [("epoch", "train_loss", 2), ("step", "loss", 2), ("step", "samples_per_s", 2)]
+        assert {r["step"] for r in batches[-1]} == {2} and len(batches[-1]) == 3  # one transaction, one event
+    finally:
+        reporter.close()

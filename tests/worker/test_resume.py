@@ -52,8 +52,8 @@ def _new_job(url: str) -> str:
 def _interrupt_at(monkeypatch, step: int, action) -> None:
     original = reporting.Reporter.step
 
-    def record_step(self, epoch, s, values, samples):
-        original(self, epoch, s, values, samples)
+    def record_step(self, epoch, s, values, samples, **kwargs):
+        original(self, epoch, s, values, samples, **kwargs)
         if s == step:
             monkeypatch.setattr(reporting.Reporter, "step", original)
             action()
