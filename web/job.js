@@ -70,6 +70,7 @@ export class JobDetailView {
     this.frame.cancel();
     clearTimeout(this.initTimer);
     clearTimeout(this.refreshTimer);
+    clearTimeout(this.ckptTimer);
     clearInterval(this.ticker);
     if (this.resizeObs) this.resizeObs.disconnect();
   }
@@ -178,7 +179,7 @@ export class JobDetailView {
         ]);
         if (!this.active) return;
         this.applyJob(job);
-        if (ckpts) this.addCheckpoints(ckpts.items || [], false);
+        if (ckpts) this.setCheckpoints(ckpts.items || []);
         this.frame.request();
       } catch (err) {
         if (this.active && !(err instanceof ApiError && err.status === 404)) console.warn("job refresh failed", err);
@@ -238,6 +239,8 @@ export class JobDetailView {
     } else if (type === "checkpoint") {
       // One from before the job was read is in /checkpoints already, or no longer exists.
       if (fresh || this.checkpoints.has(data.id)) this.addCheckpoints([data], seq !== null && fresh);
+      // retention may have deleted older ones, and the best may have changed: read the list again
+      if (fresh) this.reloadCheckpoints();
     } else if (type === "log") {
       this.logs.add(data.lines || [], { seq, attempt: data.attempt ?? null });
       if (data.truncated !== undefined) this.logs.setTruncated(data.truncated);
@@ -281,6 +284,25 @@ export class JobDetailView {
         if (r.step > this.lastStep) this.lastStep = r.step;
       }
     }
+  }
+
+  /** The kept checkpoints as the server lists them (latest and best marked). */
+  setCheckpoints(items) {
+    this.checkpoints = new Map(items.filter((c) => c && c.id).map((c) => [c.id, c]));
+  }
+
+  reloadCheckpoints(delay = 300) {
+    clearTimeout(this.ckptTimer);
+    this.ckptTimer = setTimeout(async () => {
+      try {
+        const list = await api(jobPath(this.jobId, "/checkpoints"));
+        if (!this.active) return;
+        this.setCheckpoints(list.items || []);
+        this.frame.request();
+      } catch (err) {
+        if (this.active) console.warn("checkpoint list failed", err);
+      }
+    }, delay);
   }
 
   addCheckpoints(items, live) {
@@ -728,7 +750,7 @@ export class JobDetailView {
     r.ckptTable.hidden = items.length === 0;
     r.ckptEmpty.hidden = items.length > 0;
     setText(r.ckptEmpty, TERMINAL.has(job.status) ? "This job saved no checkpoints." : "No checkpoints yet — one is saved as training progresses.");
-    const sig = JSON.stringify([job.name, items.map((c) => [c.id, c.created_at])]);
+    const sig = JSON.stringify([job.name, items.map((c) => [c.id, c.created_at, c.latest, c.best])]);
     if (sig === this.sig.ckpt) return;
     this.sig.ckpt = sig;
     const safe = (job.name || "job").replace(/[^\w.-]+/g, "_").slice(0, 60);
@@ -743,7 +765,9 @@ export class JobDetailView {
         onclick: (ev) => downloadWithKey(ev, c.download_url, filename),
       }, "Download");
       return h("tr", { "data-testid": "checkpoint-row", "data-checkpoint-id": c.id },
-        h("td", {}, `Epoch ${c.epoch}`),
+        h("td", {}, `Epoch ${c.epoch}`,
+          c.latest ? h("span", { class: "badge small", "data-testid": "checkpoint-latest" }, " latest") : null,
+          c.best ? h("span", { class: "badge small", "data-testid": "checkpoint-best" }, " best") : null),
         h("td", { class: "num mono" }, fmtInt(c.step)),
         h("td", { class: "num mono" }, fmtBytes(c.size_bytes)),
         h("td", { class: "muted", title: fmtAbsolute(c.created_at), "data-created": c.created_at ?? "" }, fmtRelative(c.created_at)),

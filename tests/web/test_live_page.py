@@ -126,7 +126,10 @@ def test_loss_curve_grows_while_the_job_runs(stack, api, digits_id, page):
     expect(page.get_by_test_id("metric-eta")).to_have_text("Done")
     expect(page.get_by_test_id("metric-epoch")).to_have_text("30 / 30")
     expect(page.get_by_test_id("val-loss-path")).to_have_attribute("data-points", "30")
-    expect(page.get_by_test_id("checkpoint-link")).to_have_count(len(api.get(f"/v1/jobs/{job_id}/checkpoints").json()["items"]))
+    kept = api.get(f"/v1/jobs/{job_id}/checkpoints").json()["items"]
+    expect(page.get_by_test_id("checkpoint-link")).to_have_count(len(kept))  # retention pruned the others
+    expect(page.get_by_test_id("checkpoint-latest")).to_have_count(1)
+    expect(page.get_by_test_id("checkpoint-best")).to_have_count(1)
     expect(page.get_by_test_id("job-detail")).to_have_attribute("data-feed", "ended")
     expect(page.get_by_test_id("live-indicator")).to_have_attribute("data-state", "idle")
     assert page.js_errors == []
