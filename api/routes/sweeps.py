@@ -24,6 +24,7 @@ from engine.spec import SpecError
 from plan import PlanError, TrainingPlan
 from plan import sweep as sweep_plan
 from plan.request import JobCreate
+from store import storage
 from store.models import JobStatus, Sweep
 from store.repositories import jobs, sweeps
 
@@ -166,4 +167,5 @@ def delete_sweep(sweep_id: str, session: SessionDep, owner: OwnerDep) -> Respons
     get_sweep_or_404(session, sweep_id, owner)
     sweeps.delete(session, sweep_id=sweep_id)
     session.commit()
+    storage.reclaim(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
