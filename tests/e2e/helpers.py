@@ -44,6 +44,16 @@ def submit_job(client: httpx.Client, dataset_id: str, *, epochs: int, name: str 
     return r.json()
 
 
+def eventually(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """True as soon as ``predicate()`` is, False if it is not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 300) -> tuple[dict, set[str]]:
     """Poll until the job is terminal; returns the job and every status seen on the way."""
     seen: set[str] = set()

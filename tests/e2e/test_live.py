@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import httpx
 import pytest
 import redis
 from httpx_sse import aconnect_sse, connect_sse
 
-from tests.e2e.helpers import digits, post_dataset, submit_job
+from tests.e2e.helpers import digits, eventually, post_dataset, submit_job
 
 pytestmark = pytest.mark.e2e
 
@@ -114,15 +113,6 @@ def test_a_client_that_leaves_leaves_no_subscription(running):
         with connect_sse(client, "GET", f"/v1/jobs/{job['id']}/events") as source:
             stream = source.iter_sse()  # kept open: breaking out of the loop would hang up
             next(stream), next(stream)
-            assert _wait(lambda: broker.pubsub_numsub(channel)[0][1] == 1)
-        assert _wait(lambda: broker.pubsub_numsub(channel)[0][1] == 0), "the stream's subscription outlived it"
+            assert eventually(lambda: broker.pubsub_numsub(channel)[0][1] == 1)
+        assert eventually(lambda: broker.pubsub_numsub(channel)[0][1] == 0), "the stream's subscription outlived it"
         client.post(f"/v1/jobs/{job['id']}/cancel")
-
-
-def _wait(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False

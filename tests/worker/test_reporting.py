@@ -11,6 +11,7 @@ import pytest
 
 from store.db import session_scope
 from store.repositories import datasets, events, jobs, metrics
+from tests.e2e.helpers import eventually
 from tests.worker.jobs import new_job
 from worker.reporting import Reporter
 
@@ -34,20 +35,11 @@ def _losses(url: str, job_id: str) -> list[int]:
         return [m.step for m in metrics.for_job(s, job_id=job_id, kind="step") if m.name == "loss"]
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_step_reaches_the_database_within_a_second_with_progress(database_url, running_job):
     reporter = Reporter(database_url, running_job, 1, total_steps=4, epochs=1, flush_s=0.5)
     try:
         reporter.step(1, 1, {"loss": 0.5, "lr": 0.1}, samples=2)
-        assert _wait_for(lambda: _losses(database_url, running_job) == [1], timeout=2.0)
+        assert eventually(lambda: _losses(database_url, running_job) == [1], timeout=2.0)
         with session_scope(database_url) as s:
             assert jobs.get(s, job_id=running_job).step == 1
             kinds = [e.kind for e in events.after(s, job_id=running_job, seq=0)]
@@ -68,7 +60,7 @@ def test_a_locked_database_does_not_block_steps_and_loses_nothing(database_url, 
         # the loop went on although nothing could be written
         assert _losses_unlocked_count(locker, running_job) == 0
         locker.execute("COMMIT")
-        assert _wait_for(lambda: _losses(database_url, running_job) == list(range(1, 2001)), timeout=30.0)
+        assert eventually(lambda: _losses(database_url, running_job) == list(range(1, 2001)), timeout=30.0)
     finally:
         locker.close()
         reporter.close()
@@ -88,7 +80,7 @@ def test_the_buffer_is_bounded_and_says_what_it_dropped(database_url, running_jo
         for step in range(1, 31):
             reporter.step(1, step, {"loss": 1.0}, samples=2)
         locker.execute("COMMIT")
-        assert _wait_for(lambda: _losses(database_url, running_job) == list(range(21, 31)), timeout=30.0)
+        assert eventually(lambda: _losses(database_url, running_job) == list(range(21, 31)), timeout=30.0)
     finally:
         locker.close()
         reporter.close()
@@ -119,7 +111,7 @@ def test_an_epochs_last_step_commits_with_its_epoch_metrics(database_url, runnin
     try:
         reporter.step(1, 1, {"loss": 1.0}, samples=2)
         reporter.step(1, 2, {"loss": 0.5}, samples=2, hold=True)
-        assert _wait_for(lambda: _losses(database_url, running_job) == [1])
+        assert eventually(lambda: _losses(database_url, running_job) == [1])
         time.sleep(0.3)  # the writer runs several times: the held step stays back
         assert _losses(database_url, running_job) == [1]
         reporter.flush(epoch_metrics={"train_loss": 0.7})

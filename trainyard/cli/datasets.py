@@ -7,10 +7,9 @@ from typing import Annotated
 import typer
 
 from trainyard.cli.context import client_of
-from trainyard.cli.output import api_errors, print_json, table
+from trainyard.cli.output import JsonFlag, api_errors, print_json, table
 
 app = typer.Typer(help="Datasets: upload files, add built-in sample sets, list them.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
 COLUMNS = [("id", "id"), ("name", "name"), ("num_samples", "samples"), ("input_shape", "input"),
            ("task", "task"), ("num_classes", "classes")]
 

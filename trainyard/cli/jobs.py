@@ -11,11 +11,20 @@ from rich.live import Live
 from rich.text import Text
 
 from trainyard.cli.context import client_of
-from trainyard.cli.output import JOB_FAILED, USAGE, api_errors, console, errors, print_json, sparkline, table
+from trainyard.cli.output import (
+    JOB_FAILED,
+    JsonFlag,
+    api_errors,
+    console,
+    errors,
+    print_json,
+    read_json,
+    sparkline,
+    table,
+)
 from trainyard.client import Job
 
 app = typer.Typer(help="Jobs: list, show, watch live, read logs, cancel.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
 COLUMNS = [("id", "id"), ("name", "name"), ("status", "status"), ("progress", "step"), ("val_loss", "val loss"),
            ("val_accuracy", "val acc")]
 
@@ -39,11 +48,7 @@ def submit(ctx: typer.Context,
            watch: Annotated[bool, typer.Option("--watch", help="follow the job live until it ends")] = False,
            as_json: JsonFlag = False) -> None:
     """Submit a job from a JSON file."""
-    try:
-        body = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        errors.print(f"[red]error:[/red] {file} is not a JSON job body: {exc}")
-        raise typer.Exit(USAGE) from None
+    body = read_json(file, "a JSON job body")
     with api_errors():
         job = client_of(ctx).jobs.submit(model=body.get("model"), dataset=body.get("dataset_id"),
                                          training=body.get("training"), name=body.get("name"))

@@ -6,7 +6,8 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +19,18 @@ OK, JOB_FAILED, USAGE, API_ERROR = 0, 1, 2, 3
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
 _BARS = "▁▂▃▄▅▆▇█"
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON in ``path``, or a usage error (exit 2) saying it is not ``what``."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        errors.print(f"[red]error:[/red] {path} is not {what}: {exc}")
+        raise typer.Exit(USAGE) from None
 
 
 def print_json(value: Any) -> None:

@@ -1,7 +1,6 @@
 """``trainyard sweeps``: start a search from a W&B-style config file, follow it, cancel it."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,10 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from trainyard.cli.context import client_of
-from trainyard.cli.output import USAGE, api_errors, console, errors, print_json, table
+from trainyard.cli.output import JsonFlag, api_errors, console, print_json, read_json, table
 
 app = typer.Typer(help="Sweeps: hyperparameter searches (grid, random, early termination).", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON (for scripts)")]
 TRIALS = [("index", "#"), ("job_id", "job"), ("status", "status"), ("metric", "metric"), ("params", "parameters")]
 
 
@@ -38,11 +36,7 @@ def create(ctx: typer.Context,
            watch: Annotated[bool, typer.Option("--watch", help="follow until every trial is over")] = False,
            as_json: JsonFlag = False) -> None:
     """Start a sweep."""
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        errors.print(f"[red]error:[/red] {file} is not a JSON sweep config: {exc}")
-        raise typer.Exit(USAGE) from None
+    config = read_json(file, "a JSON sweep config")
     with api_errors():
         sweep = client_of(ctx).sweeps.create(config)
         if watch:
