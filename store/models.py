@@ -237,3 +237,34 @@ class SweepTrial(Base):
     stopped_early: Mapped[bool] = mapped_column(Boolean, default=False)
     rungs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it could not be launched
+
+
+class Evaluation(Base):
+    """A trained job's loss and metrics over a dataset, computed as a queued worker task."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    checkpoint_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # which one was evaluated
+    checkpoint: Mapped[str] = mapped_column(String(32), default="latest")  # what was asked: latest, best or an id
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)  # queued, running, succeeded, failed
+    results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Weights(Base):
+    """Uploaded initial weights (a validated safetensors file) a job may start from."""
+
+    __tablename__ = "weights"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), default="local", index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tensors: Mapped[dict[str, Any]] = mapped_column(JSON)  # name -> {"dtype", "shape"}
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
