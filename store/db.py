@@ -16,9 +16,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # SQLAlchemy emits BEGIN itself (see _sqlite_begin); the driver must not.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new file; see store.storage
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=10000")
+    if cur.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: see store.storage
+        cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()

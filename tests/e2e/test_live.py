@@ -28,9 +28,14 @@ def _start(client: httpx.Client, epochs: int = 12) -> dict:
     return submit_job(client, ds["id"], epochs=epochs, batch_size=16)
 
 
+def _is_event(e) -> bool:
+    """Not a keep-alive comment (httpx-sse passes those on as empty messages)."""
+    return not (e.event == "message" and not e.data)
+
+
 def _events(source, until: int | None = None) -> list[tuple[int, str, dict]]:
     out = []
-    for e in source.iter_sse():
+    for e in filter(_is_event, source.iter_sse()):
         out.append((int(e.id), e.event, json.loads(e.data)))
         if until is not None and len(out) >= until:
             break
@@ -47,7 +52,7 @@ def test_metrics_arrive_while_the_job_runs_then_end(running):
         seen_running_metric = False
         events = []
         with connect_sse(client, "GET", f"/v1/jobs/{job['id']}/events") as source:
-            for e in source.iter_sse():
+            for e in filter(_is_event, source.iter_sse()):
                 events.append((int(e.id), e.event, json.loads(e.data)))
                 if e.event == "metric" and not seen_running_metric:
                     seen_running_metric = client.get(f"/v1/jobs/{job['id']}").json()["status"] == "running"
@@ -85,7 +90,7 @@ def test_reconnecting_with_last_event_id_loses_and_duplicates_nothing(running):
 def test_fifty_subscribers_receive_the_same_sequence(running):
     async def subscribe(client: httpx.AsyncClient, job_id: str) -> list:
         async with aconnect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source:
-            return [(e.id, e.event, e.data) async for e in source.aiter_sse()]
+            return [(e.id, e.event, e.data) async for e in source.aiter_sse() if _is_event(e)]
 
     async def main() -> list[list]:
         limits = httpx.Limits(max_connections=60)

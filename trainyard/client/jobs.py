@@ -74,6 +74,8 @@ class Job:
             try:
                 with self._http.events(f"/v1/jobs/{self.id}/events", last_event_id=last) as stream:
                     for event in stream:
+                        if event.event == "message" and not event.data:
+                            continue  # a keep-alive comment, as httpx-sse passes it on
                         last = int(event.id) if event.id else last
                         data = json.loads(event.data) if event.data else {}
                         if event.event == "status":
