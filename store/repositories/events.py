@@ -32,7 +32,10 @@ def record(session: Session, *, job_id: str, events: list[tuple[str, dict[str, A
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as null: JSON (and PostgreSQL's json) has no such numbers."""
+    """``value`` with NaN and infinities as null: JSON (and PostgreSQL's json) has no such numbers.
+    Metric batches (``{"rows": [...]}``, thousands of flat rows) take a fast path."""
+    if isinstance(value, dict) and isinstance(value.get("rows"), list) and len(value) == 1:
+        return {"rows": [r if _finite_row(r) else json_safe(r) for r in value["rows"]]}
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -40,6 +43,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def _finite_row(row: Any) -> bool:
+    v = row.get("value") if isinstance(row, dict) else None
+    return isinstance(v, (int, str)) or (isinstance(v, float) and math.isfinite(v))
 
 
 def status_changed(session: Session, job_ids: list[str] | str) -> None:
