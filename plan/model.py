@@ -38,6 +38,15 @@ class RetentionPlan(_Plan):
     mode: Literal["min", "max"] = "min"
 
 
+class InitPlan(_Plan):
+    """Weights a job starts from: a stored weights row (an upload, or a copy of the job
+    checkpoint the request named, taken at submit so retention cannot take it away)."""
+
+    weights_id: str
+    strict: bool = True
+    freeze: list[str] = []
+
+
 class TrainingPlan(_Plan):
     """The resolved job. ``training`` is the user's training config with every default
     filled in; the rest is derived from it, the model spec and the dataset's facts."""
@@ -55,6 +64,7 @@ class TrainingPlan(_Plan):
     max_restarts: int = Field(ge=0)
     time_limit_s: int = Field(ge=1)
     retention: RetentionPlan = RetentionPlan()
+    init: InitPlan | None = None
 
     @property
     def per_step_schedule(self) -> bool:

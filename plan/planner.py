@@ -229,3 +229,19 @@ def _check_scheduler(training: TrainingConfig) -> None:
                  and issubclass(getattr(lr_scheduler, n), lr_scheduler.LRScheduler) and n not in NOT_FROM_JSON]
         raise PlanError(loc + ["type"], f"unknown scheduler {sched.type[:80]!r}; known: {', '.join(sorted(names))}")
     _check_args(loc, cls, dict(sched.model_extra or {}), skip=("optimizer", "last_epoch", "verbose"))
+
+
+def match_weights(expected: dict[str, list[int]], given: dict[str, list[int]], *, strict: bool,
+                  freeze: list[str]) -> list[str]:
+    """Every problem with loading ``given`` (name -> shape) into a model whose state_dict is
+    ``expected``; empty when it loads. Shapes must match; ``strict`` also needs the same names."""
+    problems = [f"{name}: the model has shape {expected[name]}, the weights {shape}"
+                for name, shape in given.items() if name in expected and list(shape) != list(expected[name])]
+    if strict:
+        problems += [f"{name}: missing from the weights" for name in expected if name not in given]
+        problems += [f"{name}: not a parameter or buffer of the model" for name in given if name not in expected]
+    elif not set(given) & set(expected):
+        problems.append("no name of the weights is a parameter or buffer of the model")
+    problems += [f"freeze {prefix!r}: no parameter name starts with it" for prefix in freeze
+                 if not any(name.startswith(prefix) for name in expected)]
+    return problems

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -83,6 +83,27 @@ class CheckpointPolicy(_Strict):
     mode: Literal["min", "max"] | None = None
 
 
+class InitConfig(_Strict):
+    """Start from trained weights instead of a fresh initialisation (fine-tuning, warm start):
+    a job's checkpoint (``job_id`` with ``checkpoint`` latest, best or an id) or uploaded
+    weights (``weights_id``, POST /v1/weights). ``strict`` (default) needs every parameter
+    name of the model in the file and nothing else; shapes must match either way. ``freeze``
+    lists parameter-name prefixes (``0.``, ``encoder.``) that keep their weights: no
+    gradients, left out of the optimizer."""
+
+    job_id: str | None = Field(default=None, min_length=1, max_length=64)
+    checkpoint: str = Field(default="latest", min_length=1, max_length=64)
+    weights_id: str | None = Field(default=None, min_length=1, max_length=64)
+    strict: bool = True
+    freeze: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default=[], max_length=256)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InitConfig:
+        if (self.job_id is None) == (self.weights_id is None):
+            raise ValueError("give exactly one of job_id and weights_id")
+        return self
+
+
 class TrainingConfig(_Strict):
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=65_536)
@@ -109,6 +130,7 @@ class TrainingConfig(_Strict):
     max_restarts: int | None = Field(default=None, ge=0, le=100, description="attempts after a lost worker")
     stop_on_nan: bool = True
     checkpoints: CheckpointPolicy = CheckpointPolicy()
+    init: InitConfig | None = None
 
 
 class JobCreate(_Strict):

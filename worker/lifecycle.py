@@ -20,7 +20,7 @@ from config.settings import Settings
 from plan import TrainingPlan, splits
 from store.db import session_scope
 from store.models import JobStatus
-from store.repositories import checkpoints, datasets, jobs, metrics
+from store.repositories import checkpoints, datasets, jobs, metrics, weights
 from worker import failures, loop, parallel, resources, sweeps
 from worker.joblog import job_log
 from worker.reporting import JobLost, Reporter
@@ -139,9 +139,11 @@ def _claim(job_id: str, settings: Settings) -> loop.Claim | object | None:
         latest = checkpoints.latest_with_data(session, job_id=job_id, with_state=True)
         resume = (latest.data, latest.state) if latest is not None and latest.state else None
         metrics.delete_after(session, job_id=job_id, step=latest.step if resume else 0)
+        init = weights.get(session, weights_id=plan.init.weights_id) if plan.init else None
         return loop.Claim(job_id, attempt, plan, job.max_restarts, _timestamp(job.started_at) + plan.time_limit_s,
                           inputs, targets, train_idx, val_idx, resume, val_data,
-                          resume_step=latest.step if resume else 0)
+                          resume_step=latest.step if resume else 0,
+                          init_weights=weights.data(session, weights_id=init.id) if init else None)
 
 
 def _timestamp(value) -> float:

@@ -3,6 +3,7 @@ checkpoints and the final metrics out. Resumable at any step, so that a resumed 
 with the same weights as an uninterrupted one."""
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ class Claim:
     resume: tuple[bytes, bytes] | None
     val_data: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # a separate validation dataset
     resume_step: int = 0  # the step of the checkpoint ``resume`` holds
+    init_weights: bytes | None = None  # the safetensors file plan.init names
 
 
 def evaluate(model: nn.Module, heads: list[Head], x: engine.Tensor, ys: list[engine.Tensor],
@@ -98,9 +100,11 @@ class TrainingLoop:
         self.device = ranks.device(parallel.pick_device(settings.device))
         self.model = spec.build_model(plan.model, plan.input_shape, num_classes=plan.num_outputs)
         self.model.to(self.device)
+        if plan.init is not None:
+            self._start_from(claim.init_weights, plan.init)
         self.net = parallel.wrap(self.model, ranks)  # what the training forward goes through
         self.heads = build_heads(plan.heads)
-        self.optimizer = build_optimizer(self.model.parameters(), training)
+        self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], training)
         self.scheduler = build_scheduler(self.optimizer, training.scheduler)
         x = engine.tensor(claim.inputs, dtype=engine.float32, device=self.device)
         ys = [heads_of(claim.targets, h.target, h.task, self.device) for h in self.heads]
@@ -125,6 +129,15 @@ class TrainingLoop:
         self.final: dict[str, Any] = {}
         self.saved_step = -1  # step of the newest checkpoint this attempt wrote
         self.rung_check = rung_check  # a sweep's early termination: (epoch, epoch metrics) -> stop?
+
+    def _start_from(self, weights: bytes | None, init) -> None:
+        """Load the plan's initial weights and freeze the parameters it names."""
+        if weights is None:
+            raise ValueError(f"the initial weights {init.weights_id} no longer exist")
+        self.model.load_state_dict(engine.load(io.BytesIO(weights)), strict=init.strict)
+        for name, p in self.model.named_parameters():
+            if any(name.startswith(prefix) for prefix in init.freeze):
+                p.requires_grad_(False)
 
     def restore(self, model_bytes: bytes, state_bytes: bytes) -> None:
         self.position = ckpt_files.restore(self.model, self.optimizer, model_bytes, state_bytes)

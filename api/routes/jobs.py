@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy.orm import Session
 
-from api import cursors, queue
+from api import cursors, initweights, queue
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
@@ -46,6 +46,8 @@ def create_job(session: Session, body: JobCreate, settings: Settings, owner: str
     data = dataset_facts(session, body.dataset_id, ["body", "dataset_id"], owner)
     val = dataset_facts(session, val_id, ["body", "training", "validation_dataset_id"], owner) if val_id else None
     plan = plan_job(body, data, settings, validation=val)
+    if body.training.init is not None:
+        plan = plan.model_copy(update={"init": initweights.resolve(session, body.training.init, plan, owner)})
     return jobs.create(
         session, owner=owner, name=body.name, dataset_id=body.dataset_id, model_spec=body.model,
         training=body.training.model_dump(mode="json", exclude_unset=True), plan=plan.model_dump(mode="json"),

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.schemas import UTCDateTime
 from plan import HeadPlan
-from plan.model import RetentionPlan
+from plan.model import InitPlan, RetentionPlan
 
 
 class Progress(BaseModel):
@@ -40,6 +40,7 @@ class PlanOut(BaseModel):
     max_restarts: int
     time_limit_s: int
     retention: RetentionPlan
+    init: InitPlan | None = None
 
 
 class JobOut(BaseModel):
