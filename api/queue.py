@@ -24,3 +24,13 @@ def enqueue_training(settings: Settings, job_id: str) -> None:
         queues.TRAIN, args=[job_id], queue=settings.queue, retry=True,
         retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
     )
+
+
+def enqueue_evaluation(settings: Settings, evaluation_id: str) -> None:
+    """Send the evaluate task for a committed evaluation; raises if the broker is unreachable."""
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set: no broker to send the evaluation to")
+    _client(settings.redis_url).send_task(
+        queues.EVALUATE, args=[evaluation_id], queue=settings.queue, retry=True,
+        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+    )

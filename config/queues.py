@@ -2,3 +2,4 @@
 that api never imports the worker's modules."""
 
 TRAIN = "trainyard.train"
+EVALUATE = "trainyard.evaluate"
