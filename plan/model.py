@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from plan.estimate import epoch_flops
 from plan.request import TrainingConfig
 
 
@@ -65,6 +66,13 @@ class TrainingPlan(_Plan):
     time_limit_s: int = Field(ge=1)
     retention: RetentionPlan = RetentionPlan()
     init: InitPlan | None = None
+    flops_per_sample: int = Field(default=0, ge=0, description="one forward pass of one sample")
+    val_samples: int = Field(default=0, ge=0)
+
+    @property
+    def training_flops(self) -> int:
+        """FLOPs of the whole training (``plan.estimate``), over every rank."""
+        return self.training.epochs * epoch_flops(self.flops_per_sample, self.train_samples, self.val_samples)
 
     @property
     def per_step_schedule(self) -> bool:

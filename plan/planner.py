@@ -72,7 +72,8 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
         memory_bytes=memory,
         max_restarts=limits.max_restarts if training.max_restarts is None else training.max_restarts,
         time_limit_s=min(training.time_limit_s or limits.max_job_seconds, limits.max_job_seconds),
-        retention=retention,
+        retention=retention, flops_per_sample=report.flops_per_sample,
+        val_samples=validation.num_samples if validation is not None else data.num_samples - train_samples,
     )
 
 

@@ -268,3 +268,16 @@ class Weights(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Throughput(Base):
+    """A finished job's measured training speed on its worker's device kind, which calibrates
+    the time estimates at submit (``store.repositories.throughput``)."""
+
+    __tablename__ = "throughput"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device: Mapped[str] = mapped_column(String(16), index=True)  # cpu | cuda
+    flops_per_s: Mapped[float] = mapped_column(Float)
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -18,9 +18,10 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from plan import TrainingPlan, splits
+from plan.estimate import epoch_flops
 from store.db import session_scope
 from store.models import JobStatus
-from store.repositories import checkpoints, datasets, jobs, metrics, weights
+from store.repositories import checkpoints, datasets, jobs, metrics, throughput, weights
 from worker import failures, loop, parallel, resources, sweeps
 from worker.joblog import job_log
 from worker.reporting import JobLost, Reporter
@@ -106,6 +107,7 @@ def run_job(job_id: str, settings: Settings) -> str:
         return "requeued"
     with session_scope(url) as session:
         jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.SUCCEEDED, final_metrics=final)
+        _record_throughput(session, claimed, device, final)
     sweeps.job_finished(job_id, settings)  # a sweep's trial: launch the sweep's next at once
     return "succeeded"
 
@@ -144,6 +146,16 @@ def _claim(job_id: str, settings: Settings) -> loop.Claim | object | None:
                           inputs, targets, train_idx, val_idx, resume, val_data,
                           resume_step=latest.step if resume else 0,
                           init_weights=weights.data(session, weights_id=init.id) if init else None)
+
+
+def _record_throughput(session, claim: loop.Claim, device: str, final: dict) -> None:
+    """What this job's last epoch achieved per device, in FLOP/s: calibrates estimates."""
+    plan, seconds = claim.plan, final.get("epoch_time_s")
+    if not plan.flops_per_sample or not seconds or seconds <= 0:
+        return
+    flops = epoch_flops(plan.flops_per_sample, plan.train_samples, plan.val_samples)
+    throughput.record(session, device="cuda" if device.startswith("cuda") else "cpu", job_id=claim.job_id,
+                      flops_per_s=flops / seconds / plan.training.devices)
 
 
 def _timestamp(value) -> float:

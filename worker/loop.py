@@ -61,7 +61,7 @@ def evaluate(model: nn.Module, heads: list[Head], x: engine.Tensor, ys: list[eng
             out = model(x[start:start + batch_size])
             for i, head in enumerate(heads):
                 o = out[head.name] if isinstance(out, dict) else out
-                totals[i] += head.loss(o, ys[i][start:start + batch_size]).item() * o.shape[0]
+                totals[i] += head.loss(o, head.prepare(o, ys[i][start:start + batch_size])).item() * o.shape[0]
                 outputs[i].append(o.cpu().numpy())
     model.train()
     result: dict[str, Any] = {"val_loss": sum(h.weight * t / n for h, t in zip(heads, totals))}

@@ -15,11 +15,13 @@ from api.errors import FieldError
 from api.schemas.jobs import JobList, JobOut, JobPatch, JobQuery
 from config.settings import Settings
 from ingest import DatasetFacts
+from plan import TrainingPlan
+from plan.estimate import DEFAULT_FLOPS_PER_S, estimate
 from plan.planner import plan_job
 from plan.request import JobCreate
 from store import storage
 from store.models import Job
-from store.repositories import datasets, jobs
+from store.repositories import datasets, jobs, throughput
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -59,12 +61,20 @@ def create_job(session: Session, body: JobCreate, settings: Settings, owner: str
 def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> JobOut:
     job = create_job(session, body, settings, owner)
     session.commit()  # the worker must find the row before the message arrives
+    out = JobOut.from_row(job)
+    out.estimate = estimate_for(session, TrainingPlan.model_validate(job.plan))
     try:
         queue.enqueue_training(settings, job.id)
         jobs.mark_enqueued(session, job_id=job.id)
     except Exception:
         log.exception("could not enqueue job %s; the reaper will send it when the broker is back", job.id)
-    return JobOut.from_row(job)
+    return out
+
+
+def estimate_for(session: Session, plan: TrainingPlan) -> dict:
+    """The plan's training time on a CPU and on a GPU worker, from the workers' measured speed."""
+    rates = {d: throughput.recent_median(session, device=d) for d in DEFAULT_FLOPS_PER_S}
+    return estimate(plan.training_flops, rates, devices=plan.training.devices)
 
 
 @router.get("", response_model=JobList)
@@ -83,7 +93,12 @@ def list_jobs(session: SessionDep, owner: OwnerDep, query: Annotated[JobQuery, Q
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
-    return JobOut.from_row(get_job_or_404(session, job_id, owner))
+    """The job, with the estimate of its training time (compare it with its timestamps)."""
+    job = get_job_or_404(session, job_id, owner)
+    out = JobOut.from_row(job)
+    if job.plan:
+        out.estimate = estimate_for(session, TrainingPlan.model_validate(job.plan))
+    return out
 
 
 @router.patch("/{job_id}", response_model=JobOut)

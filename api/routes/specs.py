@@ -9,7 +9,9 @@ from api.errors import FieldError
 from api.routes.jobs import dataset_facts
 from api.schemas.specs import NodeRow, SpecReport, SpecValidateBody
 from engine import spec
+from plan.estimate import DEFAULT_FLOPS_PER_S, epoch_flops, estimate
 from plan.planner import check_model_limits
+from store.repositories import throughput
 
 router = APIRouter(prefix="/specs", tags=["specs"])
 
@@ -28,9 +30,14 @@ def validate_spec(body: SpecValidateBody, session: SessionDep, settings: Setting
     report = spec.validate(body.model, shape, num_classes=classes)
     if shape is not None:
         check_model_limits(report, settings, body.batch_size)
+    per_epoch = None
+    if body.dataset_id is not None:  # one epoch over the whole dataset
+        rates = {d: throughput.recent_median(session, device=d) for d in DEFAULT_FLOPS_PER_S}
+        per_epoch = estimate(epoch_flops(report.flops_per_sample, facts.num_samples, 0), rates)
     return SpecReport(
         nodes=[NodeRow(**row) for row in report.rows],
         outputs={k: [None if d == spec.SYMBOLIC_BATCH else d for d in v] for k, v in report.outputs.items()},
         totals={**report.totals(), "training_memory_bytes": report.training_memory_bytes(body.batch_size)},
         expanded=report.expanded,
+        estimate_per_epoch=per_epoch,
     )

@@ -41,6 +41,8 @@ class PlanOut(BaseModel):
     time_limit_s: int
     retention: RetentionPlan
     init: InitPlan | None = None
+    flops_per_sample: int = 0
+    val_samples: int = 0
 
 
 class JobOut(BaseModel):
@@ -64,6 +66,9 @@ class JobOut(BaseModel):
     tags: list[str] = []
     notes: str | None = None
     sweep_id: str | None = None
+    # estimated training time per device kind ({"cpu": {"seconds", "flops_per_s", "calibrated",
+    # "measurements"}, "cuda": ...}); in the submit answer and GET /jobs/{id}
+    estimate: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, job: Any) -> JobOut:

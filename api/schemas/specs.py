@@ -33,3 +33,5 @@ class SpecReport(BaseModel):
     outputs: dict[str, list[Any]]
     totals: dict[str, int]
     expanded: dict[str, Any] | None = None
+    # with a dataset: one epoch's training time per device kind (see JobOut.estimate)
+    estimate_per_epoch: dict[str, Any] | None = None

@@ -130,3 +130,21 @@ def test_weights_that_do_not_fit_list_every_mismatch(client, settings, dataset_i
         assert r.status_code == 422 and loc in r.json()["detail"][0]["loc"], r.text
     assert _weights_count(settings) == before
 
+
+
+def test_estimates_are_calibrated_by_finished_jobs(client, settings, dataset_id):
+    body = {"name": "e", "dataset_id": dataset_id, "model": SPEC, "training": TRAINING}
+    first = client.post("/v1/jobs", json=body).json()
+    cpu = first["estimate"]["cpu"]
+    assert cpu["calibrated"] is False and cpu["seconds"] > 0 and first["estimate"]["cuda"]["seconds"] < cpu["seconds"]
+    assert run_job(first["id"], settings) == "succeeded"
+    done = client.get(f"/v1/jobs/{first['id']}").json()
+    assert done["estimate"]["cpu"]["calibrated"] is True and done["estimate"]["cpu"]["measurements"] == 1
+    # the calibrated rate is what the job achieved in its last epoch
+    plan = done["plan"]
+    flops = 3 * plan["flops_per_sample"] * plan["train_samples"] + plan["flops_per_sample"] * plan["val_samples"]
+    assert done["estimate"]["cpu"]["flops_per_s"] == pytest.approx(flops / done["metrics"]["epoch_time_s"])
+    second = client.post("/v1/jobs", json={**body, "training": {**TRAINING, "epochs": 12}}).json()
+    assert second["estimate"]["cpu"]["seconds"] == pytest.approx(2 * done["estimate"]["cpu"]["seconds"])
+    spec = client.post("/v1/specs/validate", json={"model": SPEC, "dataset_id": dataset_id}).json()
+    assert spec["estimate_per_epoch"]["cpu"]["calibrated"] is True

@@ -87,3 +87,13 @@ def test_early_stopping_stops_and_regression_metrics(api):
     out = _train(client, settings, {"name": "r", "dataset_id": ds["id"], "model": {"zoo": "linear_regression"},
                                     "training": training})
     assert out["final"]["stopped_early_at_epoch"] == 2 and {"val_mse", "val_r2"} <= out["names"]
+
+
+def test_a_regression_heads_val_loss_compares_like_shapes(api):
+    """(N,) targets against an (N, 1) output: validation must not broadcast them to (N, N)."""
+    client, settings = api
+    ds = client.post("/v1/datasets/builtin", json={"builtin": "diabetes", "limit": 60}).json()
+    out = _train(client, settings, {"name": "reg", "dataset_id": ds["id"], "model": {"zoo": "linear_regression"},
+                                    "training": {"epochs": 2, "batch_size": 8, "optimizer": {"type": "SGD", "lr": 0.01},
+                                                 "validation_split": 0.25, "metrics": ["mse"]}})
+    assert out["final"]["val_loss"] == pytest.approx(out["final"]["val_mse"], rel=1e-6)
