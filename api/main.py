@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routes import datasets, evaluate, events, health, jobs, results, specs, sweeps, usage, weights
+from api.routes import compare, datasets, evaluate, events, health, jobs, results, specs, sweeps, usage, weights
 from config.settings import get_settings
 from store import live
 
@@ -30,7 +30,8 @@ def create_app() -> FastAPI:
 
     errors.install(app)
     live.install(settings.redis_url)
-    for module in (health, datasets, usage, weights, jobs, results, evaluate, events, specs, sweeps):
+    # compare (/jobs/compare, /jobs/groups) before jobs, whose /jobs/{job_id} would take those paths
+    for module in (health, datasets, usage, weights, compare, jobs, results, evaluate, events, specs, sweeps):
         app.include_router(module.router, prefix="/v1")
     web_dir = resources.files("web")
     app.mount("/", StaticFiles(directory=str(web_dir), html=True), name="web")
