@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, insert, literal_column, select, text, union_all, update
+from sqlalchemy import bindparam, delete, func, literal_column, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from store.models import Job, Metric
@@ -49,7 +49,7 @@ def add_many(session: Session, *, job_id: str, rows: Iterable[dict]) -> int:
     changed: list[dict] = []
     for (kind, name), new in by_series.items():
         changed += _level_new_rows(session, job_id, kind, name, new)
-    session.execute(insert(Metric), payload)
+    session.connection().execute(_table.insert(), payload)  # Core executemany: no ORM bulk-insert bookkeeping
     _set_levels(session, changed)
     return len(payload)
 
