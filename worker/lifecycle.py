@@ -40,7 +40,15 @@ def worker_name() -> str:
 def run_job(job_id: str, settings: Settings) -> str:
     """Run (or resume) one job. A job that is not queued, already finished or running
     under another delivery, is skipped, so a redelivered message never trains twice.
-    Returns 'succeeded', 'failed', 'cancelled', 'requeued', 'deferred' or 'skipped'."""
+    Returns 'succeeded', 'failed', 'cancelled', 'requeued', 'deferred' or 'skipped'. A sweep
+    trial that ended (whichever way) launches its sweep's next trial at once."""
+    outcome = _run(job_id, settings)
+    if outcome in ("succeeded", "failed", "cancelled"):
+        sweeps.job_finished(job_id, settings)
+    return outcome
+
+
+def _run(job_id: str, settings: Settings) -> str:
     url = settings.resolved_database_url
     try:
         claimed = _claim(job_id, settings)
@@ -108,7 +116,6 @@ def run_job(job_id: str, settings: Settings) -> str:
     with session_scope(url) as session:
         jobs.finish(session, job_id=job_id, attempt=attempt, status=JobStatus.SUCCEEDED, final_metrics=final)
         _record_throughput(session, claimed, device, final)
-    sweeps.job_finished(job_id, settings)  # a sweep's trial: launch the sweep's next at once
     return "succeeded"
 
 

@@ -233,6 +233,7 @@ def search(session: Session, *, owner: str, filters: Filters, sort: str = "-crea
         query = query.where(Job.created_at >= f.created_after)
     if f.created_before:
         query = query.where(Job.created_at < f.created_before)
+    nullable = sort.lstrip("-").startswith("metric:")  # created and name are never null
     if after is not None:
         value, last_id = after
         next_id = Job.id < last_id if descending else Job.id > last_id
@@ -240,9 +241,11 @@ def search(session: Session, *, owner: str, filters: Filters, sort: str = "-crea
             query = query.where(key.is_(None), next_id)
         else:
             beyond = key < value if descending else key > value
-            query = query.where(or_(beyond, and_(key == value, next_id), key.is_(None)))
+            query = query.where(or_(beyond, and_(key == value, next_id), *([key.is_(None)] if nullable else [])))
     order = key.desc() if descending else key.asc()
-    query = query.order_by(order.nulls_last(), Job.id.desc() if descending else Job.id.asc())
+    # NULLS LAST only where values can be missing: on created it would keep PostgreSQL from
+    # reading the (owner, created_at, id) index backwards
+    query = query.order_by(order.nulls_last() if nullable else order, Job.id.desc() if descending else Job.id.asc())
     return list(session.scalars(query.limit(limit)))
 
 
