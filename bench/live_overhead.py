@@ -87,14 +87,14 @@ class Timed:
     def __setattr__(self, name, value):  # the loop sets .epoch on its reporter
         setattr(self._inner, name, value)
 
-    def step(self, epoch: int, step: int, values: dict, samples: int) -> None:
+    def step(self, epoch: int, step: int, values: dict, samples: int, **kwargs) -> None:
         now, cpu, proc = time.perf_counter(), time.thread_time(), time.process_time()
         d = self.__dict__
         d["steps"] = step
         prev, d["_prev"] = d["_prev"], (now, epoch, cpu, proc)
         if d["_t0"] is None:
             d["_t0"] = now
-        self._inner.step(epoch, step, values, samples)
+        self._inner.step(epoch, step, values, samples, **kwargs)
         if self.finished or prev is None or now - d["_t0"] < self._warmup_s:
             return
         acc = d["_acc"]
