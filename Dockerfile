@@ -17,6 +17,7 @@ COPY plan plan
 COPY store store
 COPY api api
 COPY worker worker
+COPY export export
 COPY migrations migrations
 COPY web web
 COPY trainyard trainyard

@@ -8,7 +8,20 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routes import compare, datasets, evaluate, events, health, jobs, results, specs, sweeps, usage, weights
+from api.routes import (
+    compare,
+    datasets,
+    evaluate,
+    events,
+    export,
+    health,
+    jobs,
+    results,
+    specs,
+    sweeps,
+    usage,
+    weights,
+)
 from config.settings import get_settings
 from store import live
 
@@ -31,7 +44,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     live.install(settings.redis_url)
     # compare (/jobs/compare, /jobs/groups) before jobs, whose /jobs/{job_id} would take those paths
-    for module in (health, datasets, usage, weights, compare, jobs, results, evaluate, events, specs, sweeps):
+    for module in (health, datasets, usage, weights, compare, jobs, results, evaluate, export, events, specs, sweeps):
         app.include_router(module.router, prefix="/v1")
     web_dir = resources.files("web")
     app.mount("/", StaticFiles(directory=str(web_dir), html=True), name="web")
