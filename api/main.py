@@ -16,6 +16,7 @@ from api.routes import (
     export,
     health,
     jobs,
+    predict,
     results,
     specs,
     sweeps,
@@ -44,7 +45,8 @@ def create_app() -> FastAPI:
     errors.install(app)
     live.install(settings.redis_url)
     # compare (/jobs/compare, /jobs/groups) before jobs, whose /jobs/{job_id} would take those paths
-    for module in (health, datasets, usage, weights, compare, jobs, results, evaluate, export, events, specs, sweeps):
+    for module in (health, datasets, usage, weights, compare, jobs, results, evaluate, predict, export, events, specs,
+                   sweeps):
         app.include_router(module.router, prefix="/v1")
     web_dir = resources.files("web")
     app.mount("/", StaticFiles(directory=str(web_dir), html=True), name="web")

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # run at once
     max_sweep_trials: int = 100
     max_sweep_concurrent: int = 16
+    # predict: samples one request may send, and the bytes of weights the API process keeps loaded
+    max_predict_batch: int = 1024
+    model_cache_bytes: int = 512 * 1024**2
 
     @property
     def resolved_database_url(self) -> str:
