@@ -161,6 +161,7 @@ export class JobDetailView {
 
   onEnd(polled) {
     this.ended = true;
+    clearTimeout(this.ckptTimer); // the final read below brings the kept checkpoints
     this.logs.setFinished(true);
     // After the stream's end, read the job once more for its final metrics and times;
     // polling read it last already.
@@ -240,7 +241,7 @@ export class JobDetailView {
       // One from before the job was read is in /checkpoints already, or no longer exists.
       if (fresh || this.checkpoints.has(data.id)) this.addCheckpoints([data], seq !== null && fresh);
       // retention may have deleted older ones, and the best may have changed: read the list again
-      if (fresh) this.reloadCheckpoints();
+      if (fresh && !this.ended) this.reloadCheckpoints();
     } else if (type === "log") {
       this.logs.add(data.lines || [], { seq, attempt: data.attempt ?? null });
       if (data.truncated !== undefined) this.logs.setTruncated(data.truncated);
@@ -294,6 +295,7 @@ export class JobDetailView {
   reloadCheckpoints(delay = 300) {
     clearTimeout(this.ckptTimer);
     this.ckptTimer = setTimeout(async () => {
+      if (this.ended) return;
       try {
         const list = await api(jobPath(this.jobId, "/checkpoints"));
         if (!this.active) return;

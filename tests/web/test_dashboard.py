@@ -440,10 +440,11 @@ def test_stream_updates_a_multi_task_job_in_place(page, fake_api):
     epoch_rows = [{"kind": "epoch", "name": n, "epoch": 1, "step": 8, "value": v} for n, v in [
         ("train_loss", 0.4), ("val_loss", 0.5), ("val_digit_loss", 0.3), ("val_parity_loss", 0.2),
         ("val_digit_accuracy", 0.8), ("val_parity_accuracy", 0.9)]]
+    c1 = {"id": "c1", "epoch": 1, "step": 8, "size_bytes": 9000, "download_url": "/v1/jobs/m/checkpoints/c1/download"}
+    fake_api.checkpoints["m"] = [{**c1, "created_at": "2026-12-01T10:00:00Z", "latest": True, "best": True}]
     fake_api.events["m"] += [
         _step_rows(range(5, 9), heads=HEADS), ("metric", {"rows": epoch_rows}),
-        ("checkpoint", {"id": "c1", "epoch": 1, "step": 8, "size_bytes": 9000,
-                        "download_url": "/v1/jobs/m/checkpoints/c1/download"}),
+        ("checkpoint", c1),
         _log(1, *[f"line {i}" for i in range(60)]),
     ]
     expect(page.get_by_test_id("train-loss-path")).to_have_attribute("data-points", "8")
