@@ -195,3 +195,23 @@ def test_tags_search_delete_and_a_sweep(client):
     client.datasets.delete(ds)
     with pytest.raises(NotFound):
         client.datasets.get(ds.id)
+
+
+def test_predict_evaluate_and_export_from_python(client, tmp_path):
+    import onnxruntime  # a test dependency
+    x, y = digits(200)
+    ds = client.datasets.create("digits-200b", x, y)
+    job = client.jobs.submit(model=MLP_SPEC, dataset=ds, training={**TRAINING, "epochs": 2})
+    job.wait()
+    answer = job.predict(x[:5])
+    model = job.load_model()
+    with engine.no_grad():
+        expected = model(engine.tensor(x[:5])).numpy()
+    assert np.array_equal(np.asarray(answer["outputs"]["output"], np.float32), expected)
+    assert answer["predictions"]["output"] == expected.argmax(1).tolist()
+    ev = job.evaluate(ds)
+    assert ev["status"] == "succeeded" and ev["results"]["num_samples"] == 200
+    path = job.export(tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(path))
+    out = session.run(None, {session.get_inputs()[0].name: x[:5]})[0]
+    assert np.abs(out - expected).max() < 1e-4

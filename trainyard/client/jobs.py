@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,33 @@ class Job:
         target = Path(path) if path is not None else Path(name)
         if target.is_dir():
             target = target / name
+        target.write_bytes(response.content)
+        return target
+
+    def predict(self, inputs: Any, *, checkpoint: str = "latest") -> dict[str, Any]:
+        """The trained model's outputs (and class probabilities and predictions per
+        classification head) for ``inputs`` (an array: sent as base64)."""
+        from trainyard.client.datasets import encode
+
+        body = {"inputs": encode(inputs), "checkpoint": checkpoint}
+        return self._http.json("POST", f"/v1/jobs/{self.id}/predict", json=body)
+
+    def evaluate(self, dataset: Dataset | str, *, checkpoint: str = "latest", wait: bool = True,
+                 poll_s: float = 0.5) -> dict[str, Any]:
+        """Loss, metrics and confusion matrices over ``dataset``, computed on a worker."""
+        dataset_id = dataset.id if isinstance(dataset, Dataset) else dataset
+        ev = self._http.json("POST", f"/v1/jobs/{self.id}/evaluate",
+                             json={"dataset_id": dataset_id, "checkpoint": checkpoint})
+        while wait and ev["status"] in ("queued", "running"):
+            time.sleep(poll_s)
+            ev = self._http.json("GET", f"/v1/jobs/{self.id}/evaluations/{ev['id']}")
+        return ev
+
+    def export(self, path: str | Path, *, format: str = "onnx", checkpoint: str = "latest") -> Path:
+        """Save the trained model as ONNX (or ``format="safetensors"``)."""
+        response = self._http.request("GET", f"/v1/jobs/{self.id}/export",
+                                      params={"format": format, "checkpoint": checkpoint})
+        target = Path(path)
         target.write_bytes(response.content)
         return target
 
