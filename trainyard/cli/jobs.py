@@ -115,6 +115,7 @@ def _watch(job: Job, as_json: bool) -> None:
                     elif kind == "progress":
                         state.update(data)
                     live.update(_panel(job, state, losses))
+            console.line()  # the panel's last line ends the output
     _exit_for(job)
 
 
