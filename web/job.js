@@ -741,6 +741,13 @@ export class JobDetailView {
     if (isNum(job.attempt) && job.attempt > 0) {
       rows.push(["Attempt", `${job.attempt}${job.worker ? ` · ${job.worker}` : ""}`, "time-attempt"]);
     }
+    const est = job.estimate;
+    if (est && est.cpu && isNum(est.cpu.seconds)) {
+      const side = (e, where) => `${fmtSeconds(e.seconds)} on a ${where}${e.calibrated ? "" : " (uncalibrated)"}`;
+      rows.push(["Estimated", [side(est.cpu, "CPU worker"), est.cuda ? side(est.cuda, "GPU") : null]
+        .filter(Boolean).join(" · "), "time-estimate"]);
+    }
+    if (job.started_at && job.finished_at) rows.push(["Took", fmtDuration(job.started_at, job.finished_at), "time-took"]);
     if (job.failure_kind) rows.push(["Failure", job.failure_kind, "time-failure-kind"]);
     rows.push(["Job id", job.id, "time-job-id", "mono"]);
     fillKv(this.refs.timeline, rows);

@@ -130,6 +130,8 @@ def test_loss_curve_grows_while_the_job_runs(stack, api, digits_id, page):
     expect(page.get_by_test_id("checkpoint-link")).to_have_count(len(kept))  # retention pruned the others
     expect(page.get_by_test_id("checkpoint-latest")).to_have_count(1)
     expect(page.get_by_test_id("checkpoint-best")).to_have_count(1)
+    expect(page.get_by_test_id("time-estimate")).to_contain_text("on a CPU worker")  # estimate vs actual
+    expect(page.get_by_test_id("time-took")).not_to_have_text("—")
     expect(page.get_by_test_id("job-detail")).to_have_attribute("data-feed", "ended")
     expect(page.get_by_test_id("live-indicator")).to_have_attribute("data-state", "idle")
     assert page.js_errors == []
