@@ -3,20 +3,17 @@ trained in-process, evaluations run in-process with worker.evaluation.run_evalua
 results checked against the engine's forward on the downloaded checkpoint."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-import engine
 from api.main import create_app
 from config.settings import get_settings
-from engine import spec
 from store.db import session_scope
 from store.models import Evaluation
 from store.repositories import datasets, evaluations
+from tests.api.checkpoints import forward_on_checkpoint
 from worker.evaluation import run_evaluation
 from worker.lifecycle import run_job
 
@@ -69,18 +66,6 @@ def _evaluate(client, settings, job_id: str, **body) -> dict:
     return done
 
 
-def _forward(client, job: dict, checkpoint_id: str, x: np.ndarray):
-    r = client.get(f"/v1/jobs/{job['id']}/checkpoints/{checkpoint_id}/download")
-    assert r.status_code == 200
-    plan = job["plan"]
-    model = spec.build_model(job["model"], plan["input_shape"], num_classes=plan["num_outputs"])
-    model.load_state_dict(engine.load(io.BytesIO(r.content)))
-    model.eval()
-    with engine.no_grad():
-        out = model(engine.tensor(x, dtype=engine.float32))
-    return {k: v.numpy() for k, v in out.items()} if isinstance(out, dict) else out.numpy()
-
-
 def _cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     z = logits.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True)
@@ -105,7 +90,7 @@ def test_evaluation_matches_a_forward_on_the_downloaded_checkpoint(client, setti
     assert done["status"] == "succeeded", done["error"]
     res = done["results"]
     head = res["heads"]["output"]
-    logits = _forward(client, job, latest["id"], x)
+    logits = forward_on_checkpoint(client, job, x, latest["id"])
     assert res["num_samples"] == 37 and head["task"] == "classification" and head["target"] == "output"
     assert head["accuracy"] == float((logits.argmax(1) == y).mean())
     assert head["loss"] == pytest.approx(_cross_entropy(logits, y), rel=1e-6)
@@ -131,7 +116,7 @@ def test_best_and_an_explicit_checkpoint_and_newest_first(client, settings):
     second = _evaluate(client, settings, job["id"], dataset_id=ds["id"], checkpoint=oldest["id"])
     assert second["checkpoint"] == second["checkpoint_id"] == oldest["id"]
     for ev, ckpt in ((first, best), (second, oldest)):
-        logits = _forward(client, job, ckpt["id"], x)
+        logits = forward_on_checkpoint(client, job, x, ckpt["id"])
         assert ev["results"]["heads"]["output"]["accuracy"] == float((logits.argmax(1) == y).mean())
         assert ev["results"]["loss"] == pytest.approx(_cross_entropy(logits, y), rel=1e-6)
     listed = client.get(f"/v1/jobs/{job['id']}/evaluations").json()["items"]
@@ -159,7 +144,7 @@ def test_multitask_regression_head_gets_mse_mae_r2_and_the_weighted_total(client
     etargets = {"cls": (ex[:, 0] > 0).astype(np.int64), "reg": (ex @ np.array([1.0, -2.0, 0.5])).astype(np.float32)}
     ev = _evaluate(client, settings, job["id"], dataset_id=_dataset(client, ex, etargets, **task)["id"])
     res = ev["results"]
-    out = _forward(client, job, ev["checkpoint_id"], ex)
+    out = forward_on_checkpoint(client, job, ex, ev["checkpoint_id"])
     reg, cls = res["heads"]["reg"], res["heads"]["cls"]
     err = out["reg"][:, 0].astype(np.float64) - etargets["reg"]
     assert set(reg) >= {"mse", "mae", "r2", "loss"} and "confusion_matrix" not in reg and reg["weight"] == 0.5

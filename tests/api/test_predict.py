@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import threading
 import time
@@ -11,11 +10,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import engine
 from api import inference
 from api.main import create_app
 from config.settings import get_settings
-from engine import spec
+from tests.api.checkpoints import forward_on_checkpoint
 from worker.lifecycle import run_job
 
 MLP = {"layers": [{"type": "Linear", "in_features": 3, "out_features": 8}, {"type": "ReLU"},
@@ -56,19 +54,6 @@ def _cnn_job(client, settings) -> dict:
     return _train(client, settings, CNN, {"inputs": x.tolist(), "targets": [0, 1, 2] * 8})
 
 
-def _engine_forward(client, job: dict, x: np.ndarray, checkpoint: str = "latest"):
-    """The engine's own forward on the downloaded checkpoint, built from the job's spec."""
-    r = client.get(f"/v1/jobs/{job['id']}/checkpoints/{checkpoint}/download")
-    assert r.status_code == 200
-    plan = job["plan"]
-    model = spec.build_model(job["model"], plan["input_shape"], num_classes=plan["num_outputs"])
-    model.load_state_dict(engine.load(io.BytesIO(r.content)))
-    model.eval()
-    with engine.no_grad():
-        out = model(engine.tensor(x, dtype=engine.float32))
-    return {k: v.numpy() for k, v in out.items()} if isinstance(out, dict) else out.numpy()
-
-
 def _predict(client, job_id, inputs, **body):
     # json.dumps writes NaN (httpx's json= refuses it), which the API's parser reads
     return client.post(f"/v1/jobs/{job_id}/predict", content=json.dumps({"inputs": inputs, **body}),
@@ -91,7 +76,7 @@ def test_predict_is_the_engines_forward_on_the_checkpoint(client, settings, kind
     assert set(body) == {"outputs", "probabilities", "predictions", "checkpoint"}
     assert set(body["outputs"]) == set(body["probabilities"]) == set(body["predictions"]) == {"output"}
     out = np.asarray(body["outputs"]["output"], dtype=np.float32)
-    want = _engine_forward(client, job, x)
+    want = forward_on_checkpoint(client, job, x)
     assert out.shape == want.shape and out.tobytes() == want.tobytes()  # bitwise
     probs = np.asarray(body["probabilities"]["output"])
     assert probs.shape == want.shape and np.allclose(probs.sum(axis=1), 1.0, rtol=0, atol=1e-12)
@@ -124,7 +109,7 @@ def test_a_multitask_job_answers_every_head(client, settings):
                        "parity": {"type": "CrossEntropyLoss", "weight": 0.5}})
     q = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float32)
     body = _predict(client, job["id"], q.tolist()).json()
-    want = _engine_forward(client, job, q)
+    want = forward_on_checkpoint(client, job, q)
     for key in ("outputs", "probabilities", "predictions"):
         assert set(body[key]) == {"digit", "parity"}
     for head, width in (("digit", 4), ("parity", 2)):
@@ -144,7 +129,7 @@ def test_a_regression_job_gives_outputs_only(client, settings):
     body = _predict(client, job["id"], x.tolist()).json()
     assert body["probabilities"] == {} and body["predictions"] == {}
     out = np.asarray(body["outputs"]["output"], dtype=np.float32)
-    want = _engine_forward(client, job, x)
+    want = forward_on_checkpoint(client, job, x)
     assert out.shape == want.shape and out.tobytes() == want.tobytes()
 
 
@@ -229,8 +214,8 @@ def test_best_uses_the_best_checkpoint(client, settings):
     body = _predict(client, job["id"], x.tolist(), checkpoint="best").json()
     assert body["checkpoint"] == {"id": best["id"], "epoch": 1, "step": best["step"]}
     out = np.asarray(body["outputs"]["output"], dtype=np.float32)
-    assert out.tobytes() == _engine_forward(client, job, x, "best").tobytes()
-    assert out.tobytes() != _engine_forward(client, job, x, "latest").tobytes()
+    assert out.tobytes() == forward_on_checkpoint(client, job, x, "best").tobytes()
+    assert out.tobytes() != forward_on_checkpoint(client, job, x, "latest").tobytes()
     assert _predict(client, job["id"], x.tolist(), checkpoint=best["id"]).json() == body
 
 
