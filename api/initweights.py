@@ -39,16 +39,8 @@ def _snapshot(session: Session, init: InitConfig, owner: str) -> tuple[str, dict
     source = jobs.get(session, job_id=init.job_id, owner=owner)
     if source is None:
         raise FieldError(LOC + ["job_id"], f"job {init.job_id} does not exist")
-    if init.checkpoint == "latest":
-        ckpt = checkpoints.latest_with_data(session, job_id=source.id)
-    else:
-        checkpoint_id = init.checkpoint
-        if checkpoint_id == "best":
-            mode = ((source.plan or {}).get("retention") or {}).get("mode", "min")
-            checkpoint_id = checkpoints.best_id(session, job_id=source.id, mode=mode)
-        ckpt = None
-        if checkpoint_id:
-            ckpt = checkpoints.get_with_data(session, job_id=source.id, checkpoint_id=checkpoint_id)
+    ckpt = checkpoints.named(session, job_id=source.id, which=init.checkpoint,
+                             mode=checkpoints.retention_mode(source.plan))
     if ckpt is None:
         raise FieldError(LOC + ["checkpoint"], f"job {source.id} has no {init.checkpoint} checkpoint")
     try:

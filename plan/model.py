@@ -70,9 +70,14 @@ class TrainingPlan(_Plan):
     val_samples: int = Field(default=0, ge=0)
 
     @property
+    def epoch_flops(self) -> int:
+        """FLOPs of one epoch's training and validation (``plan.estimate``), over every rank."""
+        return epoch_flops(self.flops_per_sample, self.train_samples, self.val_samples)
+
+    @property
     def training_flops(self) -> int:
-        """FLOPs of the whole training (``plan.estimate``), over every rank."""
-        return self.training.epochs * epoch_flops(self.flops_per_sample, self.train_samples, self.val_samples)
+        """FLOPs of the whole training."""
+        return self.training.epochs * self.epoch_flops
 
     @property
     def per_step_schedule(self) -> bool:

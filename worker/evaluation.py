@@ -88,11 +88,7 @@ def _load(evaluation_id: str, settings: Settings) -> _Inputs:
             raise ValueError(f"job {job.id} has no valid training plan: {exc}") from exc
         ckpt = checkpoints.get_with_data(session, job_id=job.id, checkpoint_id=ev.checkpoint_id or "")
         if ckpt is None and ev.checkpoint in ("latest", "best"):  # pruned since submit: resolve again
-            if ev.checkpoint == "latest":
-                ckpt = checkpoints.latest_with_data(session, job_id=job.id)
-            else:
-                best = checkpoints.best_id(session, job_id=job.id, mode=plan.retention.mode)
-                ckpt = checkpoints.get_with_data(session, job_id=job.id, checkpoint_id=best) if best else None
+            ckpt = checkpoints.named(session, job_id=job.id, which=ev.checkpoint, mode=plan.retention.mode)
             if ckpt is not None:
                 evaluations.set_checkpoint(session, evaluation_id=evaluation_id, checkpoint_id=ckpt.id)
         if ckpt is None:

@@ -18,7 +18,6 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from plan import TrainingPlan, splits
-from plan.estimate import epoch_flops
 from store.db import session_scope
 from store.models import JobStatus
 from store.repositories import checkpoints, datasets, jobs, metrics, throughput, weights
@@ -148,11 +147,10 @@ def _claim(job_id: str, settings: Settings) -> loop.Claim | object | None:
         latest = checkpoints.latest_with_data(session, job_id=job_id, with_state=True)
         resume = (latest.data, latest.state) if latest is not None and latest.state else None
         metrics.delete_after(session, job_id=job_id, step=latest.step if resume else 0)
-        init = weights.get(session, weights_id=plan.init.weights_id) if plan.init else None
         return loop.Claim(job_id, attempt, plan, job.max_restarts, _timestamp(job.started_at) + plan.time_limit_s,
                           inputs, targets, train_idx, val_idx, resume, val_data,
                           resume_step=latest.step if resume else 0,
-                          init_weights=weights.data(session, weights_id=init.id) if init else None)
+                          init_weights=weights.data(session, weights_id=plan.init.weights_id) if plan.init else None)
 
 
 def _record_throughput(session, claim: loop.Claim, device: str, final: dict) -> None:
@@ -160,9 +158,8 @@ def _record_throughput(session, claim: loop.Claim, device: str, final: dict) -> 
     plan, seconds = claim.plan, final.get("epoch_time_s")
     if not plan.flops_per_sample or not seconds or seconds <= 0:
         return
-    flops = epoch_flops(plan.flops_per_sample, plan.train_samples, plan.val_samples)
     throughput.record(session, device="cuda" if device.startswith("cuda") else "cpu", job_id=claim.job_id,
-                      flops_per_s=flops / seconds / plan.training.devices)
+                      flops_per_s=plan.epoch_flops / seconds / plan.training.devices)
 
 
 def _timestamp(value) -> float:

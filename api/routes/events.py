@@ -100,14 +100,14 @@ async def _stream(job_id: str, last: int, url: str, redis_url: str | None) -> As
                     yield _sse(m)
                     last = m["seq"]
                     if _ends(m):
-                        yield _end(m)
+                        yield _end(m["data"]["status"], m["seq"])
                         return
                 if job_status is None:
                     return  # the job was deleted
                 if len(rows) < PAGE:
                     break
             if job_status in JobStatus.TERMINAL and last >= newest:
-                yield ServerSentEvent(data=json.dumps({"status": job_status}), event="end", id=str(last))
+                yield _end(job_status, last)
                 return
             # live: forward the channel's events in order until a gap, a lull or an outage
             while True:
@@ -141,7 +141,7 @@ async def _stream(job_id: str, last: int, url: str, redis_url: str | None) -> As
                     yield _sse(m)
                     last = m["seq"]
                     if _ends(m):
-                        yield _end(m)
+                        yield _end(m["data"]["status"], m["seq"])
                         return
                 if gap:
                     break
@@ -150,9 +150,9 @@ async def _stream(job_id: str, last: int, url: str, redis_url: str | None) -> As
             await _close(client, pubsub)
 
 
-def _end(message: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps({"status": message["data"]["status"]}), event="end",
-                           id=str(message["seq"]))
+def _end(status: str, seq: int) -> ServerSentEvent:
+    """The stream's last event: the job's terminal status, with the id of the event that set it."""
+    return ServerSentEvent(data=json.dumps({"status": status}), event="end", id=str(seq))
 
 
 async def _subscribe(redis_url: str, job_id: str):

@@ -35,14 +35,7 @@ class ExportQuery(BaseModel):
 def _checkpoint(session, job: Job, which: str):
     """The checkpoint ``which`` names, its file loaded; 404 when there is none (409 while the
     job is still queued without any)."""
-    if which == "latest":
-        ckpt = checkpoints.latest_with_data(session, job_id=job.id)
-    elif which == "best":
-        mode = ((job.plan or {}).get("retention") or {}).get("mode", "min")
-        best = checkpoints.best_id(session, job_id=job.id, mode=mode)
-        ckpt = checkpoints.get_with_data(session, job_id=job.id, checkpoint_id=best) if best else None
-    else:
-        ckpt = checkpoints.get_with_data(session, job_id=job.id, checkpoint_id=which)
+    ckpt = checkpoints.named(session, job_id=job.id, which=which, mode=checkpoints.retention_mode(job.plan))
     if ckpt is not None:
         return ckpt
     if which in ("latest", "best") and not checkpoints.for_job(session, job_id=job.id):

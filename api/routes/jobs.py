@@ -73,7 +73,7 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owne
 
 def estimate_for(session: Session, plan: TrainingPlan) -> dict:
     """The plan's training time on a CPU and on a GPU worker, from the workers' measured speed."""
-    rates = {d: throughput.recent_median(session, device=d) for d in DEFAULT_FLOPS_PER_S}
+    rates = throughput.recent_medians(session, devices=DEFAULT_FLOPS_PER_S)
     return estimate(plan.training_flops, rates, devices=plan.training.devices)
 
 

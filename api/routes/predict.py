@@ -88,7 +88,7 @@ def _count(value: Any) -> int | None:
 def _resolve(session, job: Job, which: str) -> Checkpoint:
     """The job's checkpoint ``which`` names (its row, file not loaded): 409 if it has none, 404
     for an id it does not have or a ``best`` no checkpoint has a metric for."""
-    mode = ((job.plan or {}).get("retention") or {}).get("mode", "min")
+    mode = checkpoints.retention_mode(job.plan)
     for _ in range(3):  # a running job may add (and prune) checkpoints between the two reads
         if which in ("latest", "best"):
             latest, best = checkpoints.marks(session, job_id=job.id, mode=mode)

@@ -93,7 +93,7 @@ def list_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> Check
     """The job's kept checkpoints, oldest first; ``latest`` and ``best`` (by the retention
     metric, ``metric_value``) are marked."""
     job = get_job_or_404(session, job_id, owner)
-    latest, best = checkpoints.marks(session, job_id=job_id, mode=_retention_mode(job))
+    latest, best = checkpoints.marks(session, job_id=job_id, mode=checkpoints.retention_mode(job.plan))
     items = [
         CheckpointOut(
             id=c.id, epoch=c.epoch, step=c.step, size_bytes=c.size_bytes, created_at=c.created_at,
@@ -105,10 +105,6 @@ def list_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> Check
     return CheckpointList(items=items)
 
 
-def _retention_mode(job) -> str:
-    return ((job.plan or {}).get("retention") or {}).get("mode", "min")
-
-
 @router.get(
     "/checkpoints/{checkpoint_id}/download",
     response_class=Response,
@@ -118,13 +114,7 @@ def download_checkpoint(job_id: str, checkpoint_id: str, session: SessionDep, ow
     """The checkpoint as a .safetensors file; ``latest`` names the newest one, ``best`` the
     one with the best retention metric."""
     job = get_job_or_404(session, job_id, owner)
-    if checkpoint_id == "latest":
-        ckpt = checkpoints.latest_with_data(session, job_id=job_id)
-    elif checkpoint_id == "best":
-        best = checkpoints.best_id(session, job_id=job_id, mode=_retention_mode(job))
-        ckpt = checkpoints.get_with_data(session, job_id=job_id, checkpoint_id=best) if best else None
-    else:
-        ckpt = checkpoints.get_with_data(session, job_id=job_id, checkpoint_id=checkpoint_id)
+    ckpt = checkpoints.named(session, job_id=job_id, which=checkpoint_id, mode=checkpoints.retention_mode(job.plan))
     if ckpt is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "checkpoint not found")
     filename = f"job-{job_id}-epoch-{ckpt.epoch}.safetensors"

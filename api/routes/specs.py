@@ -32,7 +32,7 @@ def validate_spec(body: SpecValidateBody, session: SessionDep, settings: Setting
         check_model_limits(report, settings, body.batch_size)
     per_epoch = None
     if body.dataset_id is not None:  # one epoch over the whole dataset
-        rates = {d: throughput.recent_median(session, device=d) for d in DEFAULT_FLOPS_PER_S}
+        rates = throughput.recent_medians(session, devices=DEFAULT_FLOPS_PER_S)
         per_epoch = estimate(epoch_flops(report.flops_per_sample, facts.num_samples, 0), rates)
     return SpecReport(
         nodes=[NodeRow(**row) for row in report.rows],

@@ -75,3 +75,17 @@ def prune(session: Session, *, job_id: str, keep_last: int, keep_best: int, mode
     if doomed:
         session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.id.in_(doomed)))
     return doomed
+
+
+def named(session: Session, *, job_id: str, which: str, mode: str) -> Checkpoint | None:
+    """The checkpoint ``which`` names, its file loaded: ``latest`` (the newest), ``best`` (the
+    best retention metric in ``mode``) or an id of the job's; None if there is no such one."""
+    if which == "latest":
+        return latest_with_data(session, job_id=job_id)
+    checkpoint_id = best_id(session, job_id=job_id, mode=mode) if which == "best" else which
+    return get_with_data(session, job_id=job_id, checkpoint_id=checkpoint_id) if checkpoint_id else None
+
+
+def retention_mode(stored_plan: dict | None) -> str:
+    """min or max: how a job's stored plan ranks its checkpoints (min for plans without one)."""
+    return ((stored_plan or {}).get("retention") or {}).get("mode", "min")

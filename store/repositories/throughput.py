@@ -15,6 +15,11 @@ def record(session: Session, *, device: str, flops_per_s: float, job_id: str | N
     session.add(Throughput(device=device, flops_per_s=flops_per_s, job_id=job_id))
 
 
+def recent_medians(session: Session, *, devices) -> dict[str, tuple[float | None, int]]:
+    """``recent_median`` of each device kind."""
+    return {d: recent_median(session, device=d) for d in devices}
+
+
 def recent_median(session: Session, *, device: str) -> tuple[float | None, int]:
     """(median FLOP/s of the newest measurements, how many there were)."""
     values = list(session.scalars(select(Throughput.flops_per_s).where(Throughput.device == device)

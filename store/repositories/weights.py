@@ -22,8 +22,9 @@ def get(session: Session, *, weights_id: str, owner: str | None = None) -> Weigh
     return row if row is not None and owner in (None, row.owner) else None
 
 
-def data(session: Session, *, weights_id: str) -> bytes:
-    return session.scalars(select(Weights.data).where(Weights.id == weights_id)).one()
+def data(session: Session, *, weights_id: str) -> bytes | None:
+    """The file, or None if the weights were deleted."""
+    return session.scalars(select(Weights.data).where(Weights.id == weights_id)).one_or_none()
 
 
 def list_all(session: Session, *, owner: str, limit: int = 100) -> list[Weights]:
