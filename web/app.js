@@ -1,35 +1,93 @@
-// Trainyard dashboard: a dependency-free single page over the /v1 REST API.
+// Trainyard dashboard: native ES modules over the /v1 REST API, no build step.
 //
-// Routes (hash based, so the static server only ever serves index.html):
-//   #/              the job list, polled every 2 s                      (list.js)
-//   #/jobs/{id}     one job, live from its event stream: status, progress,
-//                   live tiles, charts, log, checkpoints                 (job.js)
-//
-// The modules, one idea each: api.js (the REST client), chrome.js (banner, live
-// indicator, breadcrumbs, Poller), stream.js (the event stream and its polling
-// fallback), chart.js (SVG charts that grow in place), logs.js (the log panel),
-// widgets.js (badge, progress bar), util.js (DOM and formatting helpers).
+// The router maps hash routes (so the static server only ever serves index.html) to
+// views. Every view follows one protocol:
+//   new View(root, params)  params: the route's :names and the query (#/compare?ids=a,b)
+//   mount()                 build into root and start loading / following
+//   unmount()               stop every timer, stream and listener it started
+//   refresh()               load again now (after the API key was entered)
+//   wake()                  the tab is visible again: catch up
+// The contract, and which helpers exist, is written down in web/README.md.
 
-import { hideBanner, onRetry, tooltip } from "./chrome.js";
+import { hideBanner, onRetry, setCrumbs, setLive, tooltip } from "./chrome.js";
+import { CompareView } from "./compare.js";
 import { JobDetailView } from "./job.js";
-import { JobListView } from "./list.js";
+import { RunsTableView } from "./list.js";
+import { SweepView } from "./sweep.js";
+import { h } from "./util.js";
+// -- dashboard pages: imports (datasets, new job) go here ---------------------------------
+
+/** A route: its path pattern ("/jobs/:id"), the view it makes, the nav link it lights. */
+const route = (path, create, nav = null) => ({ path, create, nav, ...compile(path) });
+
+const ROUTES = [
+  route("/", (root, p) => new RunsTableView(root, p), "runs"),
+  route("/compare", (root, p) => new CompareView(root, p), "runs"),
+  route("/sweeps/:id", (root, p) => new SweepView(root, p), "runs"),
+  route("/jobs/:id", (root, p) => new JobDetailView(root, p.id), "runs"),
+  // -- dashboard pages: #/datasets, #/datasets/:id and #/new go here, one line each -------
+];
+
+function compile(path) {
+  const names = [];
+  const source = path.replace(/:([a-z_]+)/g, (_, name) => {
+    names.push(name);
+    return "([^/]+)";
+  });
+  return { regex: new RegExp(`^${source}/?$`), names };
+}
+
+/** The current hash as {route, params}; params hold the :names and the query's keys. */
+export function resolve(hash = location.hash) {
+  const raw = hash.replace(/^#/, "") || "/";
+  const [path, query = ""] = raw.split("?");
+  const params = Object.fromEntries(new URLSearchParams(query));
+  for (const r of ROUTES) {
+    const m = (path || "/").match(r.regex);
+    if (!m) continue;
+    r.names.forEach((name, i) => {
+      params[name] = decodeURIComponent(m[i + 1]);
+    });
+    return { route: r, params };
+  }
+  return { route: null, params };
+}
+
+class NotFoundView {
+  constructor(root) {
+    this.root = root;
+  }
+
+  mount() {
+    setCrumbs({ text: "Runs", href: "#/" }, { text: "Not found" });
+    setLive("idle", "Nothing to follow");
+    document.title = "Not found · Trainyard";
+    this.root.replaceChildren(h("section", { class: "page" },
+      h("div", { class: "card empty", "data-testid": "route-not-found" },
+        h("div", { class: "empty-title" }, "No such page"),
+        h("p", {}, "The dashboard has no page at ", h("code", {}, location.hash || "#/"), "."),
+        h("p", {}, h("a", { href: "#/" }, "← Back to the runs")))));
+  }
+
+  unmount() {}
+  refresh() {}
+  wake() {}
+}
 
 const viewRoot = document.getElementById("view");
 
 const router = {
   view: null,
-  parse() {
-    const hash = location.hash.replace(/^#/, "");
-    const match = hash.match(/^\/jobs\/([^/?#]+)\/?$/);
-    if (match) return { name: "job", id: decodeURIComponent(match[1]) };
-    return { name: "list" };
-  },
   go() {
     if (this.view) this.view.unmount();
     tooltip.hidden = true;
     hideBanner();
-    const route = this.parse();
-    this.view = route.name === "job" ? new JobDetailView(viewRoot, route.id) : new JobListView(viewRoot);
+    const { route: r, params } = resolve();
+    this.view = r ? r.create(viewRoot, params) : new NotFoundView(viewRoot, params);
+    for (const link of document.querySelectorAll("[data-nav]")) {
+      if (link.dataset.nav === r?.nav) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
     this.view.mount();
     window.scrollTo(0, 0);
   },

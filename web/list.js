@@ -129,3 +129,6 @@ export class JobListView {
     setAttr(row.created, "title", fmtAbsolute(job.created_at));
   }
 }
+
+/** The runs table (#/): until it lands, the job list. */
+export const RunsTableView = JobListView;
