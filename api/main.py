@@ -15,6 +15,7 @@ from api.routes import (
     events,
     export,
     health,
+    job_validate,
     jobs,
     predict,
     results,
@@ -45,8 +46,8 @@ def create_app() -> FastAPI:
     errors.install(app)
     live.install(settings.redis_url)
     # compare (/jobs/compare, /jobs/groups) before jobs, whose /jobs/{job_id} would take those paths
-    for module in (health, datasets, usage, weights, compare, jobs, results, evaluate, predict, export, events, specs,
-                   sweeps):
+    for module in (health, datasets, usage, weights, compare, job_validate, jobs, results, evaluate, predict, export,
+                   events, specs, sweeps):
         app.include_router(module.router, prefix="/v1")
     web_dir = resources.files("web")
     app.mount("/", StaticFiles(directory=str(web_dir), html=True), name="web")
