@@ -1,19 +1,21 @@
-// SVG line charts that grow in place.
+// Line charts on uPlot (vendored, web/vendor/uplot/): canvas, fast on 100k+ points.
 //
 // A Series holds one metric's points sorted by x (the step, or the epoch), with a
 // later point for the same x replacing the earlier one (a resumed attempt repeats
-// the steps of a lost one). A LineChart draws series as one <path> each, with
-// exactly one M/L command per point (tests count them) until a series outgrows
-// the plot's pixels, where it draws each pixel column's first, lowest, highest
-// and last point instead. Rendering is incremental: while the axes stay the same,
-// new points are appended to a path's `d`; the axes only change when the data
-// leaves the "nice" rounded domain, the box is resized or a point is rewritten.
+// the steps of a lost one). A LineChart draws its series on one uPlot: on render it
+// joins the series on the union of their x values (uPlot wants one x array) and
+// hands uPlot the data only when a series changed. uPlot itself thins what it draws
+// to the canvas's pixels, so long curves cost a pass, not a path per point.
+//
+// For tests and readers the chart's root element carries data-testid / data-points,
+// and each series an (unseen) element with its own data-testid, data-points (what the
+// Series holds) and data-drawn (the values handed to uPlot). Hovering shows every
+// series' value nearest the cursor.
 
-import { fmtInt, h, isNum, s, setAttr } from "./util.js";
+import uPlot from "./vendor/uplot/uPlot.esm.js";
+import { fmtInt, h, isNum, setAttr } from "./util.js";
 
 const H = 260;
-const M = { l: 56, r: 14, t: 12, b: 38 };
-let chartIds = 0;
 
 export class Series {
   constructor(name, kind = "step") {
@@ -108,18 +110,6 @@ function niceStep(range, count) {
   const nice = norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10;
   return nice * mag;
 }
-
-function ticks(min, max, count, integer) {
-  let step = niceStep(max - min || 1, count);
-  if (integer) step = Math.max(1, Math.round(step));
-  const out = [];
-  const start = Math.ceil(min / step - 1e-9) * step;
-  for (let v = start; v <= max + step * 1e-9; v += step) out.push(Math.round(v / step) * step);
-  return { values: out, step };
-}
-
-const round2 = (v) => Math.round(v * 100) / 100;
-
 /** A tick's label with as many digits as the tick step needs; very large or small ones as 1.5e-4. */
 export function tickLabel(v, step, ref = Math.abs(v)) {
   if (v === 0) return "0";
@@ -132,45 +122,84 @@ export function tickLabel(v, step, ref = Math.abs(v)) {
   return v.toFixed(Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
 }
 
+/** A CSS custom property's value on the page (the palette lives in style.css). */
+export function cssColor(name, fallback = "#667085") {
+  const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  return v || fallback;
+}
+
+/** A #rrggbb colour with alpha, for bands. */
+export function withAlpha(color, a) {
+  const m = /^#([0-9a-f]{6})$/i.exec(color);
+  if (!m) return color;
+  const n = parseInt(m[1], 16);
+  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
+}
+
+/** The x values of every series, sorted and distinct (a k-way merge of sorted lists). */
+function unionX(lists) {
+  const live = lists.filter((l) => l.length);
+  if (live.length === 1) return live[0].map((p) => p.x);
+  const out = [];
+  const pos = live.map(() => 0);
+  for (;;) {
+    let min = Infinity;
+    for (let k = 0; k < live.length; k++) if (pos[k] < live[k].length && live[k][pos[k]].x < min) min = live[k][pos[k]].x;
+    if (min === Infinity) return out;
+    out.push(min);
+    for (let k = 0; k < live.length; k++) if (pos[k] < live[k].length && live[k][pos[k]].x === min) pos[k] += 1;
+  }
+}
+
+/** The series' y values on the x values `xs` (null where it has no point). */
+function aligned(points, xs, logY) {
+  const ys = new Array(xs.length).fill(null);
+  let j = 0;
+  for (const p of points) {
+    while (xs[j] < p.x) j += 1;
+    ys[j] = logY && !(p.y > 0) ? null : p.y;
+  }
+  return ys;
+}
+
 export class LineChart {
   /**
-   * opts: testid, title, xLabel, integerX, yClamp [lo, hi], yFormat, tickFormat,
-   * tip(point, entry) -> text, emptyText, tooltip (element), legend (element: the
+   * opts: testid, title, xLabel, integerX, yClamp [lo, hi], logY, height, tickFormat(v, step, ref),
+   * xFormat(v), tip(point, entry) -> text, emptyText, tooltip (element), legend (element: the
    * chart adds an item per series that has a label and points).
    */
   constructor(opts) {
     this.opts = opts;
     this.entries = [];
     this.width = 720;
+    this.height = opts.height || H;
     this.xHint = null;
-    this.layoutKey = null;
     this.emptyText = opts.emptyText || "No data yet";
-    this.clipId = `chart-clip-${++chartIds}`;
     this.tooltip = opts.tooltip || document.getElementById("tooltip");
-
-    this.svg = s("svg", { class: "chart", role: "img", "aria-label": opts.title, "data-testid": opts.testid, "data-points": 0 });
-    this.bg = s("rect", { class: "plot-bg" });
-    this.grid = s("g", { class: "grid" });
-    this.axes = s("g", { class: "axes" });
-    this.clipRect = s("rect", {});
-    this.plot = s("g", { "clip-path": `url(#${this.clipId})` });
-    this.empty = s("text", { class: "chart-empty", "text-anchor": "middle", "dominant-baseline": "middle" });
-    this.cross = s("g", { class: "crosshair", visibility: "hidden" }, s("line", {}), s("circle", { r: 4.5 }));
-    this.hit = s("rect", { class: "hit" });
-    this.svg.append(this.bg, this.grid, this.axes, s("defs", {}, s("clipPath", { id: this.clipId }, this.clipRect)),
-      this.plot, this.empty, this.cross, this.hit);
-    this.hit.addEventListener("mousemove", (ev) => this.hover(ev));
-    this.hit.addEventListener("mouseleave", () => this.hideTip());
+    this.u = null;
+    this.shape = null; // what the uPlot was built for: series, log scale
+    this.dataKey = null; // what its data was built from
+    this.data = null;
+    this.el = h("div", { class: "chart", role: "img", "aria-label": opts.title, "data-testid": opts.testid, "data-points": 0 });
+    this.el.chart = this;
+    this.plotBox = h("div", { class: "chart-plot" });
+    this.emptyEl = h("div", { class: "chart-empty", style: `height: ${this.height}px` });
+    this.marks = h("div", { class: "chart-series", hidden: true });
+    this.el.append(this.plotBox, this.emptyEl, this.marks);
   }
 
-  /** Draw `series` too. entry: {series, testid, cls, markers, label}. */
+  /** The root element (it was an <svg> once; job.js appends it as `svg`). */
+  get svg() {
+    return this.el;
+  }
+
+  /** Draw `series` too. entry: {series, testid, cls | color, markers, label, dash, band: {lo, hi}}. */
   add(entry) {
-    const e = { ...entry, drawn: 0, rewrites: -1, decimated: false, d: "", markerCount: -1, legendItem: null };
-    e.path = s("path", { class: `line ${e.cls}`, d: "", "data-testid": e.testid, "data-points": 0 });
-    e.markerGroup = s("g", { class: `markers ${e.cls}` });
-    this.plot.append(e.path, e.markerGroup);
+    const e = { ...entry, legendItem: null };
+    e.mark = h("span", { "data-testid": e.testid, "data-points": 0, "data-drawn": 0 });
+    this.marks.append(e.mark);
     this.entries.push(e);
-    this.layoutKey = null;
+    this.shape = null;
     return e;
   }
 
@@ -184,186 +213,202 @@ export class LineChart {
 
   setWidth(w) {
     const width = Math.max(280, Math.round(w || 720));
-    if (width !== this.width) {
-      this.width = width;
-      this.layoutKey = null;
-    }
+    if (width === this.width) return;
+    this.width = width;
+    if (this.u) this.u.setSize({ width, height: this.height });
   }
 
   /** Keep x up to at least `x` (the planned last step while a job runs); null: the data's end. */
   setXHint(x) {
-    this.xHint = isNum(x) && x > 0 ? x : null;
+    const hint = isNum(x) && x > 0 ? x : null;
+    if (hint !== this.xHint) {
+      this.xHint = hint;
+      this.dataKey = null;
+    }
   }
 
   setEmptyText(text) {
     this.emptyText = text;
   }
 
-  domain() {
-    const o = this.opts;
-    let x0 = Infinity;
-    let x1 = -Infinity;
-    let y0 = Infinity;
-    let y1 = -Infinity;
-    for (const e of this.entries) {
-      const ext = e.series.extent();
-      if (!ext) continue;
-      x0 = Math.min(x0, ext.x0);
-      x1 = Math.max(x1, ext.x1);
-      y0 = Math.min(y0, ext.y0);
-      y1 = Math.max(y1, ext.y1);
-    }
-    if (o.integerX) x0 = Math.min(x0, 1);
-    if (this.xHint !== null) x1 = Math.max(x1, this.xHint);
-    if (x1 - x0 < 1) {
-      x0 -= 0.5;
-      x1 += 0.5;
-    }
-    const dataY0 = y0;
-    const pad = (y1 - y0 || Math.abs(y1) || 1) * 0.08;
-    y0 -= pad;
-    y1 += pad;
-    if (o.yClamp) {
-      y0 = Math.max(o.yClamp[0], y0);
-      y1 = Math.min(o.yClamp[1], y1);
-      if (y1 - y0 < 0.02) {
-        y0 = Math.max(o.yClamp[0], y0 - 0.01);
-        y1 = Math.min(o.yClamp[1], y1 + 0.01);
-      }
-    } else if (y0 > 0 && y0 < (y1 - y0) * 0.35) {
-      y0 = 0; // losses: show the zero line when it is close anyway
-    } else if (y0 < 0 && dataY0 >= 0) {
-      y0 = 0; // data that is never negative gets no negative axis from the padding
-    }
-    // Round outwards to the tick step, so that new points rarely move the axes.
-    const step = niceStep(y1 - y0 || 1, 5);
-    let ny0 = Math.floor(y0 / step + 1e-9) * step;
-    let ny1 = Math.ceil(y1 / step - 1e-9) * step;
-    if (o.yClamp) {
-      ny0 = Math.max(o.yClamp[0], ny0);
-      ny1 = Math.min(o.yClamp[1], ny1);
-    }
-    if (ny1 - ny0 > 0) {
-      y0 = ny0;
-      y1 = ny1;
-    }
-    return { x0, x1, y0, y1 };
+  setLogY(on) {
+    if (Boolean(on) === Boolean(this.opts.logY)) return;
+    this.opts.logY = Boolean(on);
+    this.shape = null;
+  }
+
+  /** Take every series out (a view that redraws from scratch). */
+  clear() {
+    this.entries = [];
+    this.marks.replaceChildren();
+    if (this.opts.legend) this.opts.legend.replaceChildren();
+    this.shape = null;
+  }
+
+  destroy() {
+    if (this.u) this.u.destroy();
+    this.u = null;
+    this.shape = null;
+  }
+
+  /** The y values handed to uPlot for the series with this testid (what is drawn). */
+  drawnValues(testid) {
+    const i = this.entries.findIndex((e) => e.testid === testid);
+    if (i < 0 || !this.data) return [];
+    return this.data[this.columns[i]].filter((v) => v !== null);
+  }
+
+  color(e) {
+    if (e.color) return e.color;
+    return cssColor(`--${(e.cls || "line-c0").replace(/^line-/, "")}`);
   }
 
   render() {
     const total = this.pointCount;
-    setAttr(this.svg, "data-points", total);
-    const W = this.width;
-    const iw = W - M.l - M.r;
-    const ih = H - M.t - M.b;
+    setAttr(this.el, "data-points", total);
+    for (const e of this.entries) setAttr(e.mark, "data-points", e.series.length);
+    this.updateLegend();
     if (total === 0) {
-      this.dom = null;
-      if (this.layoutKey !== `empty:${W}:${this.emptyText}`) {
-        this.layoutKey = `empty:${W}:${this.emptyText}`;
-        this.frame(W, iw, ih);
-        this.grid.replaceChildren();
-        this.axes.replaceChildren();
-        this.empty.removeAttribute("visibility");
-        this.empty.textContent = this.emptyText;
-        for (const e of this.entries) {
-          e.path.setAttribute("d", "");
-          e.path.setAttribute("data-points", "0");
-          e.markerGroup.replaceChildren();
-          e.drawn = 0;
-          e.d = "";
-          e.rewrites = -1;
-          e.markerCount = -1;
-        }
-      }
-      this.updateLegend();
+      if (this.u) this.destroy();
+      this.dataKey = null;
+      this.data = null;
+      for (const e of this.entries) setAttr(e.mark, "data-drawn", 0);
+      this.emptyEl.textContent = this.emptyText;
+      this.emptyEl.hidden = false;
+      this.plotBox.hidden = true;
       return;
     }
-    const dom = this.domain();
-    const key = [W, dom.x0, dom.x1, dom.y0, dom.y1].join(":");
-    const relayout = key !== this.layoutKey;
-    const sx = (x) => M.l + ((x - dom.x0) / (dom.x1 - dom.x0)) * iw;
-    const sy = (y) => M.t + ih - ((y - dom.y0) / (dom.y1 - dom.y0)) * ih;
-    this.sx = sx;
-    this.sy = sy;
-    this.dom = dom;
-    if (relayout) {
-      this.layoutKey = key;
-      this.frame(W, iw, ih);
-      this.empty.setAttribute("visibility", "hidden");
-      this.drawAxes(dom, iw, ih, sx, sy);
+    this.emptyEl.hidden = true;
+    this.plotBox.hidden = false;
+    const logY = Boolean(this.opts.logY);
+    const shape = `${this.entries.map((e) => `${e.testid}:${Boolean(e.band)}:${e.markers || e.series.length === 1}`).join(",")}:${logY}`;
+    const key = `${this.entries.map((e) => `${e.series.length}.${e.series.rewrites}.${e.band ? `${e.band.lo.length}.${e.band.lo.rewrites}` : ""}`).join(",")}:${this.xHint}`;
+    if (shape === this.shape && key === this.dataKey) return;
+    this.data = this.buildData(logY);
+    this.entries.forEach((e, i) => setAttr(e.mark, "data-drawn", this.data[this.columns[i]].reduce((n, v) => n + (v !== null), 0)));
+    if (shape !== this.shape || !this.u) {
+      this.destroy();
+      this.shape = shape;
+      this.u = new uPlot(this.uplotOptions(logY), this.data, this.plotBox);
+    } else {
+      this.u.setData(this.data);
     }
-    const decimateAt = Math.max(2000, iw * 3);
+    this.dataKey = key;
+  }
+
+  buildData(logY) {
+    const lists = [];
     for (const e of this.entries) {
-      const pts = e.series.points;
-      setAttr(e.path, "data-points", pts.length);
-      if (pts.length > decimateAt) {
-        e.d = decimatedPath(pts, sx, sy, iw);
-        e.decimated = true;
-        e.drawn = pts.length;
-        e.rewrites = e.series.rewrites;
-        e.path.setAttribute("d", e.d);
-      } else if (relayout || e.decimated || e.rewrites !== e.series.rewrites || e.drawn > pts.length) {
-        e.d = pts.map((p, i) => `${i ? "L" : "M"}${round2(sx(p.x))},${round2(sy(p.y))}`).join(" ");
-        e.decimated = false;
-        e.drawn = pts.length;
-        e.rewrites = e.series.rewrites;
-        e.path.setAttribute("d", e.d);
-      } else if (e.drawn < pts.length) {
-        let add = "";
-        for (let i = e.drawn; i < pts.length; i++) add += `${i ? " L" : "M"}${round2(sx(pts[i].x))},${round2(sy(pts[i].y))}`;
-        e.d += add;
-        e.drawn = pts.length;
-        e.path.setAttribute("d", e.d);
-      }
-      const wantMarkers = e.markers || pts.length === 1;
-      const markerKey = wantMarkers ? `${pts.length}:${e.series.rewrites}:${key}` : "none";
-      if (markerKey !== e.markerCount) {
-        e.markerCount = markerKey;
-        e.markerGroup.replaceChildren(...(wantMarkers ? pts.map((p) => s("circle", { cx: round2(sx(p.x)), cy: round2(sy(p.y)), r: 3.5 })) : []));
-      }
+      lists.push(e.series.points);
+      if (e.band) lists.push(e.band.lo.points, e.band.hi.points);
     }
-    this.updateLegend();
+    const xs = unionX(lists);
+    const data = [xs];
+    this.columns = [];
+    for (const e of this.entries) {
+      this.columns.push(data.length);
+      data.push(aligned(e.series.points, xs, logY));
+      if (e.band) data.push(aligned(e.band.lo.points, xs, logY), aligned(e.band.hi.points, xs, logY));
+    }
+    return data;
   }
 
-  frame(W, iw, ih) {
-    this.svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-    for (const [el, pad] of [[this.bg, 0], [this.hit, 0], [this.clipRect, 6]]) {
-      el.setAttribute("x", M.l - pad);
-      el.setAttribute("y", M.t - pad);
-      el.setAttribute("width", iw + 2 * pad);
-      el.setAttribute("height", ih + 2 * pad);
+  xRange(min, max) {
+    let lo = min;
+    let hi = max;
+    if (this.opts.integerX) lo = Math.min(lo, 1);
+    if (this.xHint !== null) hi = Math.max(hi, this.xHint);
+    if (!(hi - lo >= 1) && this.opts.integerX !== false) {
+      lo -= 0.5;
+      hi += 0.5;
     }
-    this.empty.setAttribute("x", M.l + iw / 2);
-    this.empty.setAttribute("y", M.t + ih / 2);
-    this.cross.firstChild.setAttribute("y1", M.t);
-    this.cross.firstChild.setAttribute("y2", M.t + ih);
+    if (!(hi > lo)) hi = lo + 1;
+    return [lo, hi];
   }
 
-  drawAxes(dom, iw, ih, sx, sy) {
+  yRange(min, max) {
+    const clamp = this.opts.yClamp;
+    if (!isNum(min) || !isNum(max)) return clamp ? [clamp[0], clamp[1]] : [0, 1];
+    let y0 = min;
+    let y1 = max;
+    const pad = (y1 - y0 || Math.abs(y1) || 1) * 0.08;
+    y0 -= pad;
+    y1 += pad;
+    if (clamp) {
+      y0 = Math.max(clamp[0], y0);
+      y1 = Math.min(clamp[1], y1);
+      if (y1 - y0 < 0.02) {
+        y0 = Math.max(clamp[0], y0 - 0.01);
+        y1 = Math.min(clamp[1], y1 + 0.01);
+      }
+    } else if (y0 > 0 && y0 < (y1 - y0) * 0.35) y0 = 0; // losses: the zero line when it is close anyway
+    else if (y0 < 0 && min >= 0) y0 = 0;
+    const step = niceStep(y1 - y0 || 1, 5);
+    let ny0 = Math.floor(y0 / step + 1e-9) * step;
+    let ny1 = Math.ceil(y1 / step - 1e-9) * step;
+    if (clamp) {
+      ny0 = Math.max(clamp[0], ny0);
+      ny1 = Math.min(clamp[1], ny1);
+    }
+    return ny1 - ny0 > 0 ? [ny0, ny1] : [y0, y1];
+  }
+
+  uplotOptions(logY) {
     const o = this.opts;
-    const yt = ticks(dom.y0, dom.y1, 5, false);
-    const xt = ticks(dom.x0, dom.x1, Math.max(2, Math.floor(iw / 80)), !!o.integerX);
+    const muted = cssColor("--muted");
+    const grid = cssColor("--border");
+    const font = `11.5px ${getComputedStyle(document.body).fontFamily}`;
     const tickText = o.tickFormat || tickLabel;
-    const grid = [];
-    const axes = [];
-    const ref = Math.max(Math.abs(dom.y0), Math.abs(dom.y1));
-    for (const v of yt.values) {
-      const y = round2(sy(v));
-      grid.push(s("line", { x1: M.l, x2: M.l + iw, y1: y, y2: y }));
-      axes.push(s("text", { x: M.l - 8, y, "text-anchor": "end", "dominant-baseline": "middle" }, tickText(v, yt.step, ref)));
+    const series = [{}];
+    const bands = [];
+    for (const e of this.entries) {
+      const color = this.color(e);
+      const dots = e.markers || e.series.length === 1;
+      const idx = series.length;
+      series.push({
+        label: e.label || e.testid,
+        stroke: color,
+        width: e.width || (e.band ? 2 : 1.75),
+        dash: e.dash || (e.cls === "line-val" ? [5, 4] : undefined),
+        spanGaps: true,
+        points: { show: dots, size: dots ? 7 : 5, fill: color, stroke: cssColor("--panel", "#fff") },
+      });
+      if (e.band) {
+        const hidden = { stroke: "transparent", width: 0, spanGaps: true, points: { show: false } };
+        series.push({ ...hidden, label: `${e.label} −σ` }, { ...hidden, label: `${e.label} +σ` });
+        bands.push({ series: [idx + 2, idx + 1], fill: withAlpha(color, 0.18) });
+      }
     }
-    for (const v of xt.values) {
-      if (v < dom.x0 - 1e-9 || v > dom.x1 + 1e-9) continue;
-      const x = round2(sx(v));
-      grid.push(s("line", { class: "v", x1: x, x2: x, y1: M.t, y2: M.t + ih }));
-      axes.push(s("text", { x, y: M.t + ih + 18, "text-anchor": "middle" }, fmtInt(v)));
-    }
-    axes.push(
-      s("line", { class: "axis", x1: M.l, x2: M.l + iw, y1: M.t + ih, y2: M.t + ih }),
-      s("text", { class: "axis-label", x: M.l + iw, y: H - 4, "text-anchor": "end" }, o.xLabel),
-    );
-    this.grid.replaceChildren(...grid);
-    this.axes.replaceChildren(...axes);
+    return {
+      width: this.width,
+      height: this.height,
+      series,
+      bands,
+      legend: { show: false },
+      cursor: { drag: { x: false, y: false }, points: { size: 8 } },
+      scales: {
+        x: { time: false, range: (u, min, max) => this.xRange(min, max) },
+        y: logY ? { distr: 3 } : { range: (u, min, max) => this.yRange(min, max) },
+      },
+      axes: [
+        {
+          stroke: muted, font, labelFont: font, label: o.xLabel, labelSize: 18, size: 32,
+          grid: { stroke: grid, width: 1, dash: [2, 4] }, ticks: { show: false },
+          values: (u, splits) => splits.map((v) => (o.xFormat ? o.xFormat(v) : fmtInt(v))),
+        },
+        {
+          stroke: muted, font, size: 58, grid: { stroke: grid, width: 1 }, ticks: { show: false },
+          values: (u, splits) => {
+            const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : Math.abs(splits[0] || 1);
+            const ref = Math.max(...splits.map(Math.abs));
+            return splits.map((v) => (logY ? tickLabel(v, Math.abs(v) || 1, Math.abs(v)) : tickText(v, step || 1, ref)));
+          },
+        },
+      ],
+      hooks: {
+        setCursor: [(u) => this.hover(u)],
+      },
+    };
   }
 
   updateLegend() {
@@ -372,8 +417,9 @@ export class LineChart {
     for (const e of this.entries) {
       if (!e.label) continue;
       if (!e.legendItem) {
-        e.legendItem = h("span", { class: "legend-item", hidden: true },
-          h("i", { class: `swatch swatch-${e.cls.replace(/^line-/, "")}${e.markers ? " dot" : ""}` }), e.label);
+        const swatch = h("i", { class: `swatch swatch-${(e.cls || "").replace(/^line-/, "")}${e.markers ? " dot" : ""}` });
+        if (e.color) swatch.style.background = e.color;
+        e.legendItem = h("span", { class: "legend-item", hidden: true }, swatch, e.label);
         legend.append(e.legendItem);
       }
       const show = e.series.length > 0;
@@ -381,78 +427,27 @@ export class LineChart {
     }
   }
 
-  hover(ev) {
-    if (!this.dom || this.pointCount === 0) return this.hideTip();
-    const box = this.svg.getBoundingClientRect();
-    const W = this.width;
-    const vx = ((ev.clientX - box.left) / box.width) * W;
-    const vy = ((ev.clientY - box.top) / box.height) * H;
-    // x in data units, to find each series' nearest point by binary search.
-    const iw = W - M.l - M.r;
-    const { x0, x1 } = this.dom;
-    const dataX = x0 + ((vx - M.l) / iw) * (x1 - x0);
-    let best = null;
+  /** Every series' point nearest the cursor's x, in the tooltip. */
+  hover(u) {
+    const idx = u.cursor.idx;
+    if (idx === null || idx === undefined || u.cursor.left < 0) return this.hideTip();
+    const x = u.data[0][idx];
+    const lines = [];
     for (const e of this.entries) {
-      const p = e.series.nearest(dataX);
+      const p = e.series.nearest(x);
       if (!p) continue;
-      const dx = this.sx(p.x) - vx;
-      const dy = (this.sy(p.y) - vy) * 0.15; // x matters most
-      const dist = dx * dx + dy * dy;
-      if (!best || dist < best.dist) best = { dist, p, e };
+      lines.push(this.opts.tip ? this.opts.tip(p, e) : `${e.label || e.testid}: ${p.y} @ ${p.x}`);
     }
-    if (!best) return this.hideTip();
-    const cx = this.sx(best.p.x);
-    const cy = this.sy(best.p.y);
-    this.cross.setAttribute("visibility", "visible");
-    this.cross.firstChild.setAttribute("x1", cx);
-    this.cross.firstChild.setAttribute("x2", cx);
-    this.cross.lastChild.setAttribute("cx", cx);
-    this.cross.lastChild.setAttribute("cy", cy);
-    this.cross.lastChild.setAttribute("class", best.e.cls);
+    if (!lines.length) return this.hideTip();
+    const box = u.over.getBoundingClientRect();
     const tip = this.tooltip;
-    tip.textContent = this.opts.tip ? this.opts.tip(best.p, best.e) : `${best.p.x}: ${best.p.y}`;
+    tip.textContent = lines.join("\n");
     tip.hidden = false;
-    tip.style.left = `${Math.round(box.left + (cx / W) * box.width)}px`;
-    tip.style.top = `${Math.round(box.top + (cy / H) * box.height)}px`;
+    tip.style.left = `${Math.round(box.left + u.cursor.left)}px`;
+    tip.style.top = `${Math.round(box.top + u.cursor.top)}px`;
   }
 
   hideTip() {
-    this.cross.setAttribute("visibility", "hidden");
     this.tooltip.hidden = true;
   }
-}
-
-/** Each pixel column's first, lowest, highest and last point, in x order. */
-function decimatedPath(pts, sx, sy, iw) {
-  const out = [];
-  const cols = Math.max(1, Math.round(iw));
-  const x0 = sx(pts[0].x);
-  let col = -1;
-  let bucket = [];
-  const flush = () => {
-    if (!bucket.length) return;
-    let lo = bucket[0];
-    let hi = bucket[0];
-    for (const p of bucket) {
-      if (p.y < lo.y) lo = p;
-      if (p.y > hi.y) hi = p;
-    }
-    const chosen = [bucket[0], lo, hi, bucket[bucket.length - 1]].sort((a, b) => a.x - b.x);
-    let prev = null;
-    for (const p of chosen) {
-      if (p !== prev) out.push(p);
-      prev = p;
-    }
-    bucket = [];
-  };
-  for (const p of pts) {
-    const c = Math.min(cols, Math.floor(sx(p.x) - x0));
-    if (c !== col) {
-      flush();
-      col = c;
-    }
-    bucket.push(p);
-  }
-  flush();
-  return out.map((p, i) => `${i ? "L" : "M"}${round2(sx(p.x))},${round2(sy(p.y))}`).join(" ");
 }
