@@ -33,13 +33,17 @@ export function authHeaders() {
 
 export const apiUrl = (path) => new URL(path, API_ROOT);
 
-export async function api(path, method = "GET") {
+/** A request to the API: the JSON answer (null for 204), or an ApiError. */
+export async function api(path, method = "GET", body = undefined) {
   let resp;
+  const headers = { Accept: "application/json", ...authHeaders() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   try {
     resp = await fetch(apiUrl(path), {
       method,
-      headers: { Accept: "application/json", ...authHeaders() },
+      headers,
       cache: "no-store",
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, "network error");
@@ -56,7 +60,20 @@ export async function api(path, method = "GET") {
     }
     throw new ApiError(resp.status, detail);
   }
+  if (resp.status === 204) return null;
   return resp.json();
+}
+
+/** A query string from an object: arrays repeat their key, empty values are left out. */
+export function qs(params) {
+  const out = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    for (const item of Array.isArray(v) ? v : [v]) {
+      if (item !== null && item !== undefined && item !== "") out.append(k, String(item));
+    }
+  }
+  const text = out.toString();
+  return text ? `?${text}` : "";
 }
 
 export const jobPath = (id, rest = "") => `jobs/${encodeURIComponent(id)}${rest}`;

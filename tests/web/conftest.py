@@ -150,7 +150,9 @@ class FakeApi:
     def _api(self, parts: list[str], query: dict[str, str]):
         if parts == ["jobs"]:
             items = sorted(self.jobs.values(), key=lambda j: j["created_at"], reverse=True)
-            return 200, {"items": items}
+            return 200, {"items": items, "next_cursor": None}
+        if parts in (["datasets"], ["sweeps"]):  # the runs table's filter menus
+            return 200, {"items": []}
         if len(parts) >= 2 and parts[0] == "jobs":
             job_id = parts[1]
             if job_id not in self.jobs:
