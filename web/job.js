@@ -7,16 +7,25 @@
 // change the page's model at once (series, log lines, checkpoints, status); the
 // DOM follows at most once per animation frame, each part updating in place:
 // charts append their new points, the log appends its new lines.
+//
+// Cards of their own modules: job-checkpoints.js (kept checkpoints, latest/best,
+// download), job-model.js (the node table from /v1/specs/validate), job-predict.js,
+// job-export.js (ONNX / safetensors) and job-finetune.js (a new job from a checkpoint).
 
-import { ApiError, api, apiKey, authHeaders, jobPath } from "./api.js";
+import { ApiError, api, jobPath } from "./api.js";
 import { LineChart, Series, tickLabel } from "./chart.js";
 import { POLL_MS, hideBanner, reportError, setCrumbs, setLive, showBanner, tooltip } from "./chrome.js";
+import { CheckpointsCard } from "./job-checkpoints.js";
+import { ExportCard } from "./job-export.js";
+import { FinetuneCard } from "./job-finetune.js";
+import { ModelCard } from "./job-model.js";
+import { PredictCard } from "./job-predict.js";
 import { listCache } from "./list.js";
 import { LogPanel } from "./logs.js";
 import { JobFeed, metricRows } from "./stream.js";
 import {
-  FrameBatcher, TERMINAL, fmtAbsolute, fmtBytes, fmtDuration, fmtInt, fmtLoss, fmtLr, fmtMetric, fmtPct, fmtRate,
-  fmtRelative, fmtSeconds, h, isNum, setAttr, setText,
+  FrameBatcher, TERMINAL, fmtAbsolute, fmtDuration, fmtInt, fmtLoss, fmtLr, fmtMetric, fmtPct, fmtRate, fmtSeconds,
+  h, isNum, setAttr, setText,
 } from "./util.js";
 import { progressBar, progressOf, statusBadge, updateBadge, updateProgress } from "./widgets.js";
 
@@ -35,7 +44,16 @@ export class JobDetailView {
     this.series = new Map(); // name -> Series; epoch metrics by epoch, and as "<name>@step" by step
     this.charts = []; // {chart, box}
     this.headCharts = new Map(); // head -> {chart, train, val}
-    this.checkpoints = new Map(); // id -> checkpoint
+    this.ckpts = new CheckpointsCard();
+    this.model = new ModelCard();
+    this.exporter = new ExportCard(jobId);
+    this.predictor = new PredictCard(jobId);
+    this.finetune = new FinetuneCard(jobId);
+    this.ckpts.onChange((items) => {
+      this.exporter.setCheckpoints(items);
+      this.predictor.setCheckpoints(items);
+      this.finetune.setCheckpoints(items);
+    });
     this.snapshotSeq = 0; // the event_seq of the newest job read
     this.liveStatus = null; // {seq, fields} from status events newer than that read
     this.liveProgress = null; // {seq, data}
@@ -127,7 +145,7 @@ export class JobDetailView {
       this.addRows(metricRows(metrics, this.stepsPerEpoch()));
       after = isNum(job.event_seq) ? job.event_seq : 0;
     }
-    this.addCheckpoints(Array.isArray(checkpoints) ? checkpoints : checkpoints?.items || [], false);
+    this.ckpts.merge(Array.isArray(checkpoints) ? checkpoints : checkpoints?.items || [], false);
     if (logs) {
       this.logs.add(logs.lines || []);
       this.logs.setTruncated(logs.truncated);
@@ -180,7 +198,7 @@ export class JobDetailView {
         ]);
         if (!this.active) return;
         this.applyJob(job);
-        if (ckpts) this.setCheckpoints(ckpts.items || []);
+        if (ckpts) this.ckpts.replace(ckpts.items || []);
         this.frame.request();
       } catch (err) {
         if (this.active && !(err instanceof ApiError && err.status === 404)) console.warn("job refresh failed", err);
@@ -192,9 +210,7 @@ export class JobDetailView {
     if (!this.el || !this.job) return;
     this.renderTiles();
     this.ticks = (this.ticks || 0) + 1;
-    if (this.ticks % 5 === 0) {
-      this.refs.ckptBody.querySelectorAll("[data-created]").forEach((td) => setText(td, fmtRelative(td.dataset.created)));
-    }
+    if (this.ticks % 5 === 0) this.ckpts.tick();
   }
 
   // ------------------------------------------------------------------ model ---
@@ -212,6 +228,9 @@ export class JobDetailView {
     if (this.el) {
       this.setupValMetrics();
       this.setupHeads();
+      this.predictor.setJob(merged);
+      this.finetune.setJob(merged);
+      this.model.setJob(merged);
     }
   }
 
@@ -239,7 +258,7 @@ export class JobDetailView {
       this.addRows(data.rows || []);
     } else if (type === "checkpoint") {
       // One from before the job was read is in /checkpoints already, or no longer exists.
-      if (fresh || this.checkpoints.has(data.id)) this.addCheckpoints([data], seq !== null && fresh);
+      if (fresh || this.ckpts.has(data.id)) this.ckpts.merge([data], seq !== null && fresh);
       // retention may have deleted older ones, and the best may have changed: read the list again
       if (fresh && !this.ended) this.reloadCheckpoints();
     } else if (type === "log") {
@@ -287,11 +306,6 @@ export class JobDetailView {
     }
   }
 
-  /** The kept checkpoints as the server lists them (latest and best marked). */
-  setCheckpoints(items) {
-    this.checkpoints = new Map(items.filter((c) => c && c.id).map((c) => [c.id, c]));
-  }
-
   reloadCheckpoints(delay = 300) {
     clearTimeout(this.ckptTimer);
     this.ckptTimer = setTimeout(async () => {
@@ -299,21 +313,12 @@ export class JobDetailView {
       try {
         const list = await api(jobPath(this.jobId, "/checkpoints"));
         if (!this.active) return;
-        this.setCheckpoints(list.items || []);
+        this.ckpts.replace(list.items || []);
         this.frame.request();
       } catch (err) {
         if (this.active) console.warn("checkpoint list failed", err);
       }
     }, delay);
-  }
-
-  addCheckpoints(items, live) {
-    for (const c of items) {
-      if (!c || !c.id) continue;
-      const known = this.checkpoints.get(c.id);
-      const created = c.created_at ?? known?.created_at ?? (live ? new Date().toISOString() : null);
-      this.checkpoints.set(c.id, { ...known, ...c, created_at: created });
-    }
   }
 
   // ----------------------------------------------------------------- charts ---
@@ -514,14 +519,6 @@ export class JobDetailView {
 
     r.config = h("dl", { class: "kv", "data-testid": "job-config" });
     r.timeline = h("dl", { class: "kv", "data-testid": "job-timeline" });
-    r.ckptBody = h("tbody", { "data-testid": "checkpoint-list" });
-    r.ckptEmpty = h("div", { class: "empty small", "data-testid": "checkpoints-empty" });
-    r.ckptTable = h("table", { class: "ckpts" },
-      h("thead", {}, h("tr", {},
-        h("th", {}, "Epoch"), h("th", { class: "num" }, "Step"), h("th", { class: "num" }, "Size"),
-        h("th", {}, "Created"), h("th", {}, ""))),
-      r.ckptBody);
-
     this.el = h("section", { class: "page detail", "data-testid": "job-detail", "data-job-id": job.id },
       h("div", { class: "page-head" },
         h("div", { class: "title-block" },
@@ -556,9 +553,10 @@ export class JobDetailView {
         h("div", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Configuration")), r.config),
         h("div", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Timeline")), r.timeline),
       ),
-      h("div", { class: "card" },
-        h("div", { class: "card-head" }, h("h2", {}, "Checkpoints")),
-        r.ckptTable, r.ckptEmpty),
+      this.model.el,
+      this.ckpts.el,
+      h("div", { class: "grid two" }, this.predictor.el, this.exporter.el),
+      this.finetune.el,
     );
     this.root.replaceChildren(this.el);
 
@@ -579,6 +577,9 @@ export class JobDetailView {
     for (const se of this.series.values()) this.route(se);
     this.setupValMetrics();
     this.setupHeads();
+    this.predictor.setJob(job);
+    this.finetune.setJob(job);
+    this.model.setJob(job);
   }
 
   /** Ask the API to cancel; a running job stops at its next step, and its events say so. */
@@ -635,7 +636,7 @@ export class JobDetailView {
     this.logs.render();
     this.fillConfig(job);
     this.fillTimeline(job);
-    this.fillCheckpoints(job);
+    this.ckpts.render(job);
   }
 
   last(name) {
@@ -752,37 +753,6 @@ export class JobDetailView {
     rows.push(["Job id", job.id, "time-job-id", "mono"]);
     fillKv(this.refs.timeline, rows);
   }
-
-  fillCheckpoints(job) {
-    const r = this.refs;
-    const items = [...this.checkpoints.values()].sort((a, b) => (a.step ?? 0) - (b.step ?? 0));
-    r.ckptTable.hidden = items.length === 0;
-    r.ckptEmpty.hidden = items.length > 0;
-    setText(r.ckptEmpty, TERMINAL.has(job.status) ? "This job saved no checkpoints." : "No checkpoints yet — one is saved as training progresses.");
-    const sig = JSON.stringify([job.name, items.map((c) => [c.id, c.created_at, c.latest, c.best])]);
-    if (sig === this.sig.ckpt) return;
-    this.sig.ckpt = sig;
-    const safe = (job.name || "job").replace(/[^\w.-]+/g, "_").slice(0, 60);
-    r.ckptBody.replaceChildren(...items.map((c) => {
-      const filename = `${safe}-epoch${c.epoch}-step${c.step}.safetensors`;
-      const link = h("a", {
-        class: "button small",
-        href: c.download_url,
-        download: filename,
-        "data-testid": "checkpoint-link",
-        "data-checkpoint-id": c.id,
-        onclick: (ev) => downloadWithKey(ev, c.download_url, filename),
-      }, "Download");
-      return h("tr", { "data-testid": "checkpoint-row", "data-checkpoint-id": c.id },
-        h("td", {}, `Epoch ${c.epoch}`,
-          c.latest ? h("span", { class: "badge small", "data-testid": "checkpoint-latest" }, " latest") : null,
-          c.best ? h("span", { class: "badge small", "data-testid": "checkpoint-best" }, " best") : null),
-        h("td", { class: "num mono" }, fmtInt(c.step)),
-        h("td", { class: "num mono" }, fmtBytes(c.size_bytes)),
-        h("td", { class: "muted", title: fmtAbsolute(c.created_at), "data-created": c.created_at ?? "" }, fmtRelative(c.created_at)),
-        h("td", { class: "actions" }, link));
-    }));
-  }
 }
 
 function fillKv(dl, rows) {
@@ -816,24 +786,4 @@ function modelSummary(spec) {
     return `${spec.zoo}${args ? `(${args})` : ""}`;
   }
   return JSON.stringify(spec).slice(0, 120);
-}
-
-/** A plain link downloads when no API key is configured; with a key the file is
- *  fetched with the key's header and handed to the browser as a blob. */
-async function downloadWithKey(ev, url, filename) {
-  if (!apiKey()) return;
-  ev.preventDefault();
-  try {
-    const resp = await fetch(url, { headers: authHeaders() });
-    if (!resp.ok) throw new ApiError(resp.status, resp.statusText);
-    const blob = await resp.blob();
-    const href = URL.createObjectURL(blob);
-    const a = h("a", { href, download: filename, hidden: true });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(href), 10000);
-  } catch (err) {
-    showBanner(err instanceof ApiError ? err : new ApiError(0, String(err)));
-  }
 }

@@ -1,0 +1,118 @@
+// A JSON editor: a monospace textarea that checks its text as it is typed and says where a
+// syntax error is (line and column), with a button that formats the text. Numbers in lists
+// stay on one line, so a sample of 64 values is one line, not 64. Tab is left to move focus.
+
+import { h, setText } from "./util.js";
+
+/** JSON text with objects indented and lists of scalars kept on one line. */
+export function formatJson(value, indent = 0) {
+  const pad = "  ".repeat(indent);
+  const inner = "  ".repeat(indent + 1);
+  if (Array.isArray(value)) {
+    if (!value.length) return "[]";
+    if (value.every((v) => v === null || typeof v !== "object")) return `[${value.map((v) => JSON.stringify(v)).join(", ")}]`;
+    return `[\n${value.map((v) => inner + formatJson(v, indent + 1)).join(",\n")}\n${pad}]`;
+  }
+  if (value && typeof value === "object") {
+    const keys = Object.keys(value);
+    if (!keys.length) return "{}";
+    return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${formatJson(value[k], indent + 1)}`).join(",\n")}\n${pad}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Where a JSON.parse error points, as "line L, column C" (or null). */
+export function errorPosition(text, err) {
+  const msg = String(err && err.message ? err.message : err);
+  const lc = /line (\d+) column (\d+)/.exec(msg);
+  if (lc) return { line: Number(lc[1]), column: Number(lc[2]) };
+  const pos = /position (\d+)/.exec(msg);
+  if (!pos) return null;
+  const before = text.slice(0, Number(pos[1]));
+  const lines = before.split("\n");
+  return { line: lines.length, column: lines[lines.length - 1].length + 1, offset: Number(pos[1]) };
+}
+
+export class JsonEditor {
+  /** opts: id, testid, label, rows, placeholder, value (a JSON value), hint, emptyValue (what "" means). */
+  constructor(opts) {
+    this.opts = opts;
+    this.listeners = [];
+    this.input = h("textarea", {
+      id: opts.id, class: "json-input", rows: opts.rows || 8, spellcheck: "false", autocomplete: "off",
+      autocapitalize: "off", "data-testid": opts.testid, placeholder: opts.placeholder || "",
+      "aria-describedby": `${opts.id}-error`,
+      oninput: () => {
+        this.check();
+        for (const fn of this.listeners) fn();
+      },
+    });
+    this.slot = h("p", { class: "field-error", id: `${opts.id}-error`, "data-testid": `${opts.testid}-error`, role: "alert", hidden: true });
+    this.format = h("button", { class: "link-button", type: "button", "data-testid": `${opts.testid}-format`,
+                                onclick: () => this.reformat() }, "Format");
+    this.el = h("div", { class: "field json-field" },
+      h("div", { class: "json-head" }, h("label", { for: opts.id }, opts.label || "JSON"), this.format),
+      opts.hint ? h("p", { class: "field-note" }, opts.hint) : null,
+      this.input, this.slot);
+    if (opts.value !== undefined) this.setValue(opts.value);
+  }
+
+  onChange(fn) {
+    this.listeners.push(fn);
+  }
+
+  text() {
+    return this.input.value;
+  }
+
+  setValue(value) {
+    this.input.value = formatJson(value);
+    this.check();
+  }
+
+  reformat() {
+    const r = this.parse();
+    if (r.ok && this.input.value.trim()) this.setValue(r.value);
+  }
+
+  markInvalid(bad) {
+    if (bad) this.input.setAttribute("aria-invalid", "true");
+    else this.input.removeAttribute("aria-invalid");
+  }
+
+  /** The parsed value ({ok: true, value}) or the syntax error shown under the editor ({ok: false}). */
+  parse() {
+    const text = this.input.value;
+    if (!text.trim() && "emptyValue" in this.opts) {
+      this.clearError();
+      return { ok: true, value: this.opts.emptyValue };
+    }
+    try {
+      const value = JSON.parse(text);
+      this.clearError();
+      return { ok: true, value };
+    } catch (err) {
+      const at = errorPosition(text, err);
+      const reason = String(err.message).replace(/^JSON\.parse: /, "").replace(/ in JSON at position \d+.*$/, "");
+      this.showError(`Not valid JSON${at ? ` at line ${at.line}, column ${at.column}` : ""}: ${reason}`);
+      return { ok: false, error: err };
+    }
+  }
+
+  /** Syntax only, as the user types. */
+  check() {
+    return this.parse().ok;
+  }
+
+  showError(msg) {
+    setText(this.slot, msg);
+    this.slot.hidden = false;
+    this.markInvalid(true);
+  }
+
+  clearError() {
+    setText(this.slot, "");
+    this.slot.hidden = true;
+    this.markInvalid(false);
+  }
+}
