@@ -73,7 +73,7 @@ def compare_jobs(session: SessionDep, owner: OwnerDep, query: Annotated[CompareQ
         loaded = metrics.history(session, job_id=job.id, series=[kn for _, kn in wanted],
                                  max_points=query.max_points)
         for (key, _), s in zip(wanted, loaded):
-            curves[key][job.id] = Curve(step=s.step, value=s.value)
+            curves[key][job.id] = Curve(step=s.step, epoch=s.epoch, value=s.value)
     body = Comparison(
         jobs=[ComparedJob(id=j.id, name=j.name, status=j.status) for j in shown],
         config=diff(flat),

@@ -28,6 +28,7 @@ class Curve(BaseModel):
     """One job's points of one metric, in step order (downsampled to max_points)."""
 
     step: list[int]
+    epoch: list[int] = Field(description="each point's epoch (the dashboard's epoch and wall-time axes)")
     value: list[float]
 
 

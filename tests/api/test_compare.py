@@ -75,7 +75,7 @@ def test_three_learning_rates_side_by_side(client, submit):
         series = _ok(client.get(f"/v1/jobs/{i}/metrics"))["series"]
         assert set(out["curves"]) == set(series)
         for name, curves in out["curves"].items():
-            assert curves[i] == {"step": series[name]["step"], "value": series[name]["value"]}, name
+            assert curves[i] == {k: series[name][k] for k in ("step", "epoch", "value")}, name
     for curves in (out["curves"]["loss"], out["curves"]["lr"]):
         assert set(curves) == set(ids) and all(c["step"] == STEPS for c in curves.values())
     assert [c["value"][0] for c in out["curves"]["lr"].values()] == lrs
@@ -91,7 +91,7 @@ def test_names_and_max_points(client, submit):
         # the /metrics endpoint's downsampling: first, last and the extremes of each bucket
         want = _ok(client.get(f"/v1/jobs/{i}/metrics", params={"names": "loss", "max_points": 4}))["series"]["loss"]
         got = out["curves"]["loss"][i]
-        assert got == {"step": want["step"], "value": want["value"]}
+        assert got == {k: want[k] for k in ("step", "epoch", "value")}
         assert len(got["step"]) <= 4 and got["step"][0] == 1 and got["step"][-1] == 8
     r = client.get("/v1/jobs/compare", params={"ids": ",".join(ids), "names": "loss,nope"})
     assert _loc(r) == ["query", "names"] and "'nope'" in r.json()["detail"][0]["msg"]
