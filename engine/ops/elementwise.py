@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine import backend
+from engine.amp import _policy as _amp
 from engine.autograd.grad_mode import STATE
 from engine.dtypes import get_default_dtype, result_type
 from engine.ops._util import as_t, attach, named, prep2, raw_grad_to, unbroadcast, wrap, xp_of
@@ -145,6 +146,8 @@ def _saved(ta: Any, tb: Any) -> tuple:
 
 def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:
     """True division (ints give the default float dtype), or 'trunc'/'floor' rounding."""
+    if _amp.ACTIVE and not isinstance(input, Tensor):
+        other = _amp.fp32_one("rtruediv", other)
     if rounding_mode == "floor":
         return floor_divide(input, other)
     ta, tb, da, db = prep2(input, other)
@@ -234,6 +237,8 @@ def fmod(input: Any, other: Any) -> Tensor:
 
 def pow(input: Any, exponent: Any) -> Tensor:  # shadows the builtin: torch's name
     """input ** exponent; either may be a Python scalar."""
+    if _amp.ACTIVE:
+        input, exponent = _amp.fp32("pow", input, exponent)
     ta, tb, da, db = prep2(input, exponent)
     if (tb is None and isinstance(db, int) and db < 0 and da.dtype.kind in "iub"):
         raise RuntimeError("Integers to negative integer powers are not allowed.")

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.amp import _policy as _amp
 from engine.autograd.grad_mode import STATE
 from engine.ops._util import attach, named, prep2, raw_sum_to, unbroadcast, wrap, xp_of
 from engine.tensor import Tensor
@@ -35,6 +36,8 @@ def _mT(x: Tensor) -> Tensor:
 
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """torch.matmul: dot, matrix-vector, matrix-matrix and broadcast batched products."""
+    if _amp.ACTIVE:
+        input, other = _amp.lower("matmul", input, other)
     if not isinstance(input, Tensor) or not isinstance(other, Tensor):
         raise TypeError("matmul(): argument 'input' and 'other' must be Tensor")
     a, b = input._data, other._data
@@ -185,6 +188,8 @@ def einsum(equation: str, *operands: Any) -> Tensor:
     """Einstein summation; the gradient of each operand is another einsum."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
+    if _amp.ACTIVE:
+        operands = _amp.lower("einsum", *operands)
     eq = equation.replace(" ", "")
     ins, arrow, out = eq.partition("->")
     terms = ins.split(",")

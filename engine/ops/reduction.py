@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.amp import _policy as _amp
 from engine.autograd.grad_mode import STATE
 from engine.dtypes import get_default_dtype, to_dtype
 from engine.ops._util import attach, named, norm_dim, norm_dims, wrap, xp_of
@@ -69,6 +70,8 @@ def _numel(shape: tuple, dims: tuple) -> int:
 
 def sum(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
     """Sum over ``dim`` (all dims when None); bool and int inputs sum in int64, as torch."""
+    if _amp.ACTIVE and dtype is None:
+        input = _amp.fp32_one("sum", input)
     d = input._data
     dims = norm_dims(dim, d.ndim) if dim is not None else None
     if dtype is not None:
@@ -150,6 +153,8 @@ def std_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool
 
 
 def prod(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    if _amp.ACTIVE and dtype is None:
+        input = _amp.fp32_one("prod", input)
     d = input._data
     if isinstance(dim, (tuple, list)):
         raise TypeError("prod(): argument 'dim' (position 1) must be int, not tuple")
@@ -285,6 +290,8 @@ def _arg(input: Tensor, dim: Any, keepdim: bool, is_max: bool) -> Tensor:
 
 def logsumexp(input: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) over ``dim``, computed stably; the gradient is the softmax."""
+    if _amp.ACTIVE:
+        input = _amp.fp32_one("logsumexp", input)
     d = input._data
     if d.dtype.kind != "f":
         d = d.astype(get_default_dtype().np)
@@ -321,6 +328,8 @@ def _softmax_input(input: Tensor, dim: int | None, dtype: Any) -> tuple[Any, int
 
 def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``."""
+    if _amp.ACTIVE and dtype is None:
+        input = _amp.fp32_one("softmax", input)
     d, dim, xp = _softmax_input(input, dim, dtype)
     if d.ndim == 0:
         e = xp.ones_like(d)
@@ -338,6 +347,8 @@ def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
 
 def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
     """x - logsumexp(x) along ``dim``."""
+    if _amp.ACTIVE and dtype is None:
+        input = _amp.fp32_one("log_softmax", input)
     d, dim, xp = _softmax_input(input, dim, dtype)
     if d.ndim == 0:
         out = xp.zeros_like(d)
@@ -363,6 +374,8 @@ def _softmax_dim(dim: Any, ndim: int) -> int:
 def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False,
          dtype: Any = None) -> Tensor:
     """Vector p-norm over ``dim`` (all elements when None); 'fro' is the 2-norm."""
+    if _amp.ACTIVE and dtype is None:
+        input = _amp.fp32_one("norm", input)
     return named(_norm(input, p, dim, keepdim, dtype), "LinalgVectorNormBackward0")
 
 
@@ -400,6 +413,8 @@ def _norm(input: Tensor, p: Any, dim: Any, keepdim: bool, dtype: Any) -> Tensor:
 
 
 def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    if _amp.ACTIVE and dtype is None:
+        input = _amp.fp32_one("cumsum", input)
     d = input._data
     if dtype is not None:
         d = d.astype(to_dtype(dtype).np)
@@ -419,6 +434,8 @@ def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
 
 def cumprod(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
     """Cumulative product; the gradient assumes no zeros in the input (uses out / x)."""
+    if _amp.ACTIVE and dtype is None:
+        input = _amp.fp32_one("cumprod", input)
     d = input._data if dtype is None else input._data.astype(to_dtype(dtype).np)
     if d.dtype.kind in "biu" and dtype is None:
         d = d.astype(np.int64)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.amp import _policy as _amp
 from engine.autograd.grad_mode import STATE
 from engine.ops._parallel import unary_ufunc
 from engine.ops._util import attach, float_array, masked_grad, named, wrap, xp_of
@@ -73,6 +74,8 @@ def _unary(name: str, f: Callable, bw: Callable | None, float_op: bool = True,
     node_name = _NODE_NAMES.get(name, name[0].upper() + name[1:] + "Backward0")
 
     def op(input: Tensor) -> Tensor:
+        if _amp.ACTIVE:
+            input = _amp.fp32_one(name, input)
         d = input._data
         if float_op and d.dtype.kind != "f":
             d = float_array(d)
@@ -252,6 +255,8 @@ def silu(input: Tensor) -> Tensor:
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta * x)) / beta, linear above ``threshold`` (as torch)."""
+    if _amp.ACTIVE:
+        input = _amp.fp32_one("softplus", input)
     bx = input * beta if beta != 1 else input
     sp = _softplus(bx)
     if beta != 1:

@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
+from engine import fused as _fused
 from engine.backend import get_array_module
 from engine.optim.optimizer import (
     Optimizer,
@@ -105,6 +106,9 @@ class Adam(Optimizer):
                 arrays = [param, g, state["exp_avg"]._data, state["exp_avg_sq"]._data, self._scratch(param)]
                 if amsgrad:
                     arrays.append(state["max_exp_avg_sq"]._data)
+                if _fused.adam_update(xp, beta1, beta2, eps, bias_correction2_sqrt, step_size, *arrays):
+                    _bump(p)
+                    continue
                 _foreach_blocked(partial(_adam_kernel, xp, beta1, beta2, eps, bias_correction2_sqrt, step_size),
                                  *arrays)
                 _bump(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from engine import fused as _fused
 from engine.optim.optimizer import Optimizer, _bump, _params_with_grad
 from engine.tensor import Tensor
 
@@ -39,6 +40,9 @@ class SGD(Optimizer):
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
             for p in _params_with_grad(group):
+                if _fused.sgd_step(self.state, p, lr, momentum, dampening, wd, nesterov, maximize):
+                    _bump(p)
+                    continue
                 g = p.grad._data
                 if maximize:
                     g = -g

@@ -5,6 +5,8 @@ import math
 import warnings
 from typing import Any
 
+from engine import fused as _fused
+from engine.amp import _policy as _amp
 from engine.tensor import Tensor
 
 __all__ = [
@@ -83,6 +85,9 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x); ``approximate='tanh'`` uses torch's tanh formula."""
+    fused = _fused.gelu(input, approximate)
+    if fused is not None:
+        return fused
     if approximate == "tanh":
         inner = (input + input * input * input * 0.044715) * math.sqrt(2.0 / math.pi)
         return input * 0.5 * (inner.tanh() + 1.0)
@@ -105,6 +110,8 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta x)) / beta, linear where beta x > threshold (as torch)."""
+    if _amp.ACTIVE:
+        input = _amp.fp32_one("softplus", input)
     scaled = input * beta
     # log1p(exp(-|z|)) + max(z, 0) is the overflow-free form of log(1 + exp(z))
     soft = ((-scaled.abs()).exp().log1p() + scaled.clamp(min=0.0)) / beta

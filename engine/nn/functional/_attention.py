@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.amp import _policy as _amp
 from engine.backend import get_array_module
 from engine.ops._util import attach, needs_grad, raw_sum_to, wrap
 from engine.tensor import Tensor
@@ -31,6 +32,8 @@ def multi_head_attention_core(q: Tensor, k: Tensor, v: Tensor, num_heads: int, m
     output and, when ``need_weights``, the (N, H, L, S) attention probabilities after
     dropout (as torch), both differentiable; else None.
     """
+    if _amp.ACTIVE:
+        q, k, v = _amp.lower("scaled_dot_product_attention", q, k, v)
     qa, ka, va = q._data, k._data, v._data
     xp = get_array_module(qa)
     seq_q, n, e = qa.shape

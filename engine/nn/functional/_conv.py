@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.amp import _policy as _amp
 from engine.backend import get_array_module
 from engine.ops._util import attach, needs_grad, wrap
 from engine.tensor import Tensor
@@ -160,6 +161,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     """2-D convolution (cross-correlation) of (N, C, H, W) or unbatched (C, H, W) input.
 
     Forward, bias add and backward are one fused op on arrays (no double backward)."""
+    if _amp.ACTIVE:
+        input, weight, bias = _amp.lower("conv2d", input, weight, bias)
     if input.dim() == 3:
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     if input.dim() != 4:
@@ -206,6 +209,8 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
                      padding: Any = 0, output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
     """Transposed 2-D convolution: conv2d's input gradient, with weight (C_in, C_out/groups, kh, kw)."""
+    if _amp.ACTIVE:
+        input, weight, bias = _amp.lower("conv_transpose2d", input, weight, bias)
     if input.dim() == 3:
         return conv_transpose2d(input.unsqueeze(0), weight, bias, stride, padding, output_padding, groups,
                                 dilation).squeeze(0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.amp import _policy as _amp
 from engine.autograd.grad_mode import STATE
 from engine.ops._util import attach, needs_grad, wrap
 from engine.tensor import Tensor
@@ -17,6 +18,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     in-place bias add) and the backward is three 2-D GEMM/reductions (a batched matmul would
     make the weight gradient a stack of per-item products summed afterwards). Under
     ``create_graph`` the backward is written with Tensor ops, so double backward works."""
+    if _amp.ACTIVE:
+        input, weight, bias = _amp.lower("linear", input, weight, bias)
     x, w = input._data, weight._data
     if x.ndim == 0 or x.shape[-1] != w.shape[-1] or w.ndim != 2:
         out = input.matmul(weight.t())  # the error messages (and 1-D weights) of matmul

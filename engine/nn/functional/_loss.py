@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.amp import _policy as _amp
 from engine.backend import get_array_module
 from engine.tensor import Tensor
 
@@ -63,6 +64,8 @@ def _class_shape(weight: Tensor, ndim: int) -> Tensor:
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None,
              ignore_index: int = -100, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """Negative log likelihood of class indices: input (N, C, d1...) or (C,) of log-probs."""
+    if _amp.ACTIVE:
+        input, target, weight = _amp.fp32("nll_loss", input, target, weight)
     reduction = _legacy_reduction(size_average, reduce, reduction)
     if input.dim() == 1:  # unbatched
         out = nll_loss(input.unsqueeze(0), target.reshape(1), weight, None, ignore_index, None, reduction)
@@ -101,6 +104,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
                   label_smoothing: float = 0.0) -> Tensor:
     """Cross entropy of logits ``input`` (N, C, d1...) or (C,) against class indices or class
     probabilities (same shape as input), with torch's weight/ignore_index/label_smoothing rules."""
+    if _amp.ACTIVE:
+        input, target, weight = _amp.fp32("cross_entropy", input, target, weight)
     reduction = _legacy_reduction(size_average, reduce, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
@@ -148,6 +153,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
 
 def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
              reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    if _amp.ACTIVE:
+        input, target, weight = _amp.fp32("mse_loss", input, target, weight)
     d = input - target
     loss = d * d
     if weight is not None:
@@ -157,6 +164,8 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
 
 def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
             reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    if _amp.ACTIVE:
+        input, target, weight = _amp.fp32("l1_loss", input, target, weight)
     loss = (input - target).abs()
     if weight is not None:
         loss = loss * weight
@@ -172,6 +181,8 @@ def _where(cond: Any, a: Any, b: Any) -> Tensor:
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
                    reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (plain L1 when beta == 0)."""
+    if _amp.ACTIVE:
+        input, target = _amp.fp32("smooth_l1_loss", input, target)
     d = (input - target).abs()
     if beta == 0.0:
         loss = d
@@ -183,6 +194,8 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, redu
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
                weight: Tensor | None = None) -> Tensor:
     """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+    if _amp.ACTIVE:
+        input, target, weight = _amp.fp32("huber_loss", input, target, weight)
     d = (input - target).abs()
     loss = _where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
     if weight is not None:
@@ -193,6 +206,8 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                          size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """-(y log p + (1 - y) log(1 - p)), logs clamped at -100 as torch does."""
+    if _amp.ACTIVE:
+        input, target, weight = _amp.fp32("binary_cross_entropy", input, target, weight)
     if target.shape != input.shape:
         raise ValueError(f"Using a target size ({tuple(target.shape)}) that is different to the input "
                          f"size ({tuple(input.shape)}) is deprecated. Please ensure they have the same size.")
@@ -208,6 +223,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
                                      size_average: Any = None, reduce: Any = None,
                                      reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
     """Sigmoid + BCE in one stable expression: (1 - y) x + l * softplus(-x), l = 1 + (pw - 1) y."""
+    if _amp.ACTIVE:
+        input, target, weight, pos_weight = _amp.fp32(
+            "binary_cross_entropy_with_logits", input, target, weight, pos_weight)
     if target.shape != input.shape:
         raise ValueError(f"Target size ({tuple(target.shape)}) must be the same as input size ({tuple(input.shape)})")
     # softplus(-x) = log(1 + exp(-x)) = log1p(exp(-|x|)) + max(-x, 0)
@@ -225,6 +243,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
 def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
            reduction: str = "mean", log_target: bool = False) -> Tensor:
     """target * (log target - input) pointwise; 'batchmean' divides the sum by the batch size."""
+    if _amp.ACTIVE:
+        input, target = _amp.fp32("kl_div", input, target)
     if log_target:
         loss = target.exp() * (target - input)
     else:
@@ -239,6 +259,8 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
                       weight: Tensor | None = None, size_average: Any = None, reduce: Any = None,
                       reduction: str = "mean") -> Tensor:
     """sum_{i != y} max(0, margin - x_y + x_i)^p / C, per sample."""
+    if _amp.ACTIVE:
+        input, target, weight = _amp.fp32("multi_margin_loss", input, target, weight)
     if p not in (1, 2):
         raise ValueError("only p == 1 and p == 2 supported")
     unbatched = input.dim() == 1
@@ -262,6 +284,8 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
 def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average: Any = None,
                          reduce: Any = None, reduction: str = "mean") -> Tensor:
     """x where y == 1, max(0, margin - x) where y == -1."""
+    if _amp.ACTIVE:
+        input, target = _amp.fp32("hinge_embedding_loss", input, target)
     margin_part = (-input + margin).clamp(min=0.0)
     zeros = input * 0
     loss = _where(target == 1, input, zeros) + _where(target == -1, margin_part, zeros)
@@ -271,6 +295,8 @@ def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, siz
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
                           size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """1 - cos(x1, x2) where y == 1, max(0, cos(x1, x2) - margin) where y == -1."""
+    if _amp.ACTIVE:
+        input1, input2, target = _amp.fp32("cosine_embedding_loss", input1, input2, target)
     eps = 1e-12
     dot = (input1 * input2).sum(-1)
     mag1 = (input1 * input1).sum(-1) + eps
@@ -284,12 +310,16 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin
 def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
                         size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:
     """max(0, -y (x1 - x2) + margin)."""
+    if _amp.ACTIVE:
+        input1, input2, target = _amp.fp32("margin_ranking_loss", input1, input2, target)
     loss = (-target * (input1 - input2) + margin).clamp(min=0.0)
     return _reduce(loss, _legacy_reduction(size_average, reduce, reduction))
 
 
 def soft_margin_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None,
                      reduction: str = "mean") -> Tensor:
+    if _amp.ACTIVE:
+        input, target = _amp.fp32("soft_margin_loss", input, target)
     z = -target * input
     loss = (-z.abs()).exp().log1p() + z.clamp(min=0.0)
     return _reduce(loss, _legacy_reduction(size_average, reduce, reduction))
@@ -298,6 +328,8 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average: Any = None, re
 def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
                      size_average: Any = None, eps: float = 1e-8, reduce: Any = None,
                      reduction: str = "mean") -> Tensor:
+    if _amp.ACTIVE:
+        input, target = _amp.fp32("poisson_nll_loss", input, target)
     if log_input:
         loss = input.exp() - target * input
     else:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.amp import _policy as _amp
 from engine.backend import get_array_module
 from engine.ops._util import attach, needs_grad, wrap
 from engine.ops.shape import pad  # one implementation: F.pad is engine.pad
@@ -240,6 +241,8 @@ def interpolate(input: Tensor, size: Any = None, scale_factor: Any = None, mode:
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    if _amp.ACTIVE:
+        x1, x2 = _amp.fp32("cosine_similarity", x1, x2)
     n1 = (x1 * x1).sum(dim).sqrt().clamp(min=eps)
     n2 = (x2 * x2).sum(dim).sqrt().clamp(min=eps)
     return (x1 * x2).sum(dim) / (n1 * n2)
@@ -262,6 +265,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
                                  dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                                  enable_gqa: bool = False) -> Tensor:
     """softmax(Q K^T * scale + mask) V; a bool mask marks the positions that take part."""
+    if _amp.ACTIVE:
+        query, key, value = _amp.lower("scaled_dot_product_attention", query, key, value)
     import engine
 
     lq, lk = query.shape[-2], key.shape[-2]

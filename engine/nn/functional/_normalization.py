@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from engine import fused as _fused
+from engine.amp import _policy as _amp
 from engine.autograd.grad_mode import no_grad
 from engine.tensor import Tensor
 
@@ -19,6 +21,12 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalizes over every dim but 1 (channels). In training, batch statistics are used and
     the running ones updated in place with the unbiased variance, as torch."""
+    if _amp.half_with_float(input, weight, bias, running_mean, running_var):
+        return batch_norm(input.float(), running_mean, running_var, weight, bias, training, momentum,
+                          eps).half()
+    fused = _fused.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    if fused is not None:
+        return fused
     dims = (0,) + tuple(range(2, input.dim()))
     shape = _channel_shape(input)
     if training:
@@ -87,6 +95,10 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
 def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalizes over the trailing ``normalized_shape`` dims (biased variance)."""
+    if _amp.ACTIVE:
+        input, weight, bias = _amp.fp32("layer_norm", input, weight, bias)
+    if _amp.half_with_float(input, weight, bias):
+        return layer_norm(input.float(), normalized_shape, weight, bias, eps).half()
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if tuple(input.shape[input.dim() - len(normalized_shape):]) != normalized_shape:
         raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
@@ -118,6 +130,10 @@ def rms_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | No
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalizes each group of C / num_groups channels (and the spatial dims) per sample."""
+    if _amp.ACTIVE:
+        input, weight, bias = _amp.fp32("group_norm", input, weight, bias)
+    if _amp.half_with_float(input, weight, bias):
+        return group_norm(input.float(), num_groups, weight, bias, eps).half()
     n, c = input.shape[:2]
     if c % num_groups:
         raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got "
@@ -137,6 +153,8 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> Tensor:
     """x / max(||x||_p, eps) along ``dim``."""
+    if _amp.ACTIVE:
+        input = _amp.fp32_one("normalize", input)
     if p == 2.0:
         norm = (input * input).sum(dim, keepdim=True).sqrt()
     else:

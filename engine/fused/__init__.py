@@ -1,0 +1,164 @@
+"""Fused cupy kernels for hot elementwise chains: optimizer updates, GELU, BatchNorm, unscaling.
+
+Each entry point returns False (or None) unless its arrays are cupy arrays and fusion is on,
+so the numpy path stays exactly as it was and is these kernels' reference in the GPU tests
+(tests/engine/test_fused_gpu.py). ``ENGINE_FUSED=0`` turns them off (``set_enabled`` too).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from engine.backend import xp_of as _xp
+from engine.fused import kernels as _k
+
+__all__ = ["adam_update", "batch_norm", "enabled", "gelu", "set_enabled", "sgd_step",
+           "unscale_check_"]
+
+_ON = [os.environ.get("ENGINE_FUSED", "1") != "0"]
+
+
+def set_enabled(on: bool) -> None:
+    _ON[0] = bool(on)
+
+
+def enabled(xp: Any) -> bool:
+    """Whether fused kernels serve arrays of module ``xp`` (cupy only, and only when on)."""
+    return _ON[0] and xp is not np and xp.__name__ == "cupy"
+
+
+def unscale_check_(xp: Any, g: Any, inv_scale: float, found: Any) -> bool:
+    """g *= inv_scale in place, found[0] = 1 if any g was inf/NaN: one kernel (GradScaler)."""
+    if not enabled(xp) or g.dtype.kind != "f" or not g.flags.c_contiguous:
+        return False
+    _k.build(_k.UNSCALE)(np.float32(inv_scale), g, found)
+    return True
+
+
+def sgd_step(state: Any, p: Any, lr: float, momentum: float, dampening: float, wd: float,
+             nesterov: bool, maximize: bool) -> bool:
+    """SGD's update of one parameter in one kernel (torch's order); False: use the plain path."""
+    pd, gd = p._data, p.grad._data
+    if not enabled(_xp(pd)) or gd.dtype != pd.dtype or not (pd.flags.c_contiguous and gd.flags.c_contiguous):
+        return False
+    from engine.tensor import Tensor
+
+    buf = None
+    first = 0
+    if momentum != 0:
+        st = state[p]
+        b = st.get("momentum_buffer")
+        if b is None:
+            b = st["momentum_buffer"] = Tensor._wrap(_xp(pd).empty_like(gd))
+            first = 1
+        buf = b._data
+    else:
+        buf = pd  # unused by the kernel when momentum == 0 (read-only there)
+    _k.build(_k.SGD)(gd, np.float32(lr), np.float32(momentum), np.float32(dampening),
+                     np.float32(wd), np.int32(nesterov), np.int32(maximize), np.int32(first),
+                     pd, buf)
+    return True
+
+
+def adam_update(xp: Any, beta1: float, beta2: float, eps: float, bc2_sqrt: float, step_size: float,
+                param: Any, g: Any, m: Any, v: Any, *rest: Any) -> bool:
+    """Adam's moment and parameter update in one kernel (no amsgrad); False: plain path."""
+    if not enabled(xp) or len(rest) > 1 or not (g.dtype == param.dtype == m.dtype == v.dtype):
+        return False
+    if not all(a.flags.c_contiguous for a in (param, g, m, v)):
+        return False
+    _k.build(_k.ADAM)(g, np.float32(beta1), np.float32(beta2), np.float32(eps),
+                      np.float32(bc2_sqrt), np.float32(step_size), param, m, v)
+    return True
+
+
+def gelu(input: Any, approximate: str) -> Any:
+    """GELU (exact or tanh) as one forward and one backward kernel; None: plain path."""
+    from engine.autograd.grad_mode import STATE
+    from engine.ops._util import attach, wrap
+
+    x = input._data
+    if not enabled(_xp(x)) or x.dtype.kind != "f" or approximate not in ("none", "tanh"):
+        return None
+    xp = _xp(x)
+    x = xp.ascontiguousarray(x)
+    tanh = np.int32(approximate == "tanh")
+    out = wrap(_k.build(_k.GELU_FWD)(x, tanh))
+    if STATE.enabled and input.requires_grad:
+        def backward(g: Any, _: Any) -> tuple:
+            if STATE.enabled:  # create_graph: the differentiable formula on Tensors
+                return (g * _gelu_grad_tensor(input, approximate),)
+            gd = xp.ascontiguousarray(g._data)
+            return (wrap(_k.build(_k.GELU_BWD)(gd, x, tanh)),)
+        attach(out, (input,), backward, "GeluBackward0")
+    return out
+
+
+def _gelu_grad_tensor(x: Any, approximate: str) -> Any:
+    from engine.ops.unary import erf, exp, tanh
+
+    if approximate == "tanh":
+        k = math.sqrt(2.0 / math.pi)
+        t = tanh((x + x * x * x * 0.044715) * k)
+        return (1 + t) * 0.5 + x * 0.5 * (1 - t * t) * ((1 + x * x * 0.134145) * k)
+    return (1 + erf(x * (1 / math.sqrt(2.0)))) * 0.5 + x * exp(x * x * -0.5) * (1 / math.sqrt(2 * math.pi))
+
+
+def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any,
+               training: bool, momentum: float, eps: float) -> Any:
+    """BatchNorm forward as two reductions and one kernel, backward as two reductions and one
+    kernel, on cupy (N, C, ...) input; running statistics updated as the plain path does.
+    None: use the plain path (numpy, mixed dtypes, or statistics missing in eval mode)."""
+    from engine.autograd.grad_mode import STATE
+    from engine.ops._util import attach, wrap
+
+    x = input._data
+    xp = _xp(x)
+    if not enabled(xp) or x.ndim < 2 or x.dtype.kind != "f":
+        return None
+    if any(t is not None and t._data.dtype != x.dtype for t in (weight, bias)):
+        return None
+    if not training and (running_mean is None or running_var is None):
+        return None
+    if any(t is not None and t._data.dtype != x.dtype for t in (running_mean, running_var)):
+        return None
+    n_, c = x.shape[0], x.shape[1]
+    s = int(np.prod(x.shape[2:], dtype=np.int64)) if x.ndim > 2 else 1
+    n = n_ * s
+    x3 = xp.ascontiguousarray(x).reshape(n_, c, s)
+    if training:
+        if n <= 1:
+            return None  # the plain path raises torch's error
+        mean = x3.mean(axis=(0, 2))
+        var = x3.var(axis=(0, 2))
+        if running_mean is not None and running_var is not None:
+            rm, rv = running_mean._data, running_var._data
+            rm *= 1 - momentum
+            rm += momentum * mean
+            rv *= 1 - momentum
+            rv += momentum * var * (n / (n - 1))
+    else:
+        mean, var = running_mean._data, running_var._data
+    invstd = 1 / xp.sqrt(var + eps)
+    w = weight._data if weight is not None else xp.ones(c, dtype=x.dtype)
+    b = bias._data if bias is not None else xp.zeros(c, dtype=x.dtype)
+    y, xhat = _k.build(_k.BN_FWD)(x3, mean, invstd, w, b, np.int64(s), np.int64(c))
+    out = wrap(y.reshape(x.shape))
+    if STATE.enabled and any(t is not None and t.requires_grad for t in (input, weight, bias)):
+        def backward(g: Any, _: Any) -> tuple:
+            g3 = xp.ascontiguousarray(g._data).reshape(n_, c, s)
+            gsum = g3.sum(axis=(0, 2))
+            gxhat = (g3 * xhat).sum(axis=(0, 2))
+            gx = None
+            if input.requires_grad:
+                gx = wrap(_k.build(_k.BN_BWD)(g3, xhat, w, invstd, gsum, gxhat, np.int64(s),
+                                               np.int64(c), np.float64(n),
+                                               np.int32(bool(training))).reshape(x.shape))
+            gw = wrap(gxhat) if weight is not None and weight.requires_grad else None
+            gb = wrap(gsum) if bias is not None and bias.requires_grad else None
+            return gx, gw, gb
+        attach(out, (input, weight, bias), backward, "NativeBatchNormBackward0")
+    return out

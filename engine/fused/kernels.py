@@ -1,0 +1,112 @@
+"""CUDA sources of the fused elementwise kernels, built lazily with cupy (ElementwiseKernel).
+
+Each kernel replaces a chain of cupy ops (one launch and one pass over memory each) with
+one pass. Half-precision inputs compute in float (``acc_t``), as torch's kernels do.
+Compiled on first use and cached by cupy; nothing here runs without a GPU.
+"""
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+# acc_t<T>: the type a kernel computes in (float for half, else T itself).
+PREAMBLE = r"""
+template <typename T> struct acc { typedef T type; };
+template <> struct acc<float16> { typedef float type; };
+#define ACC typename acc<T>::type
+"""
+
+UNSCALE = (
+    "float32 inv", "T g, raw float32 found",
+    "float v = (float)g; if (!isfinite(v)) found[0] = 1.0f; g = (T)(v * inv);",
+    "engine_amp_unscale")
+
+SGD = (
+    "T g, float32 lr, float32 momentum, float32 dampening, float32 wd, int32 nesterov, "
+    "int32 maximize, int32 first", "T p, T buf",
+    """
+    ACC gg = maximize ? -(ACC)g : (ACC)g;
+    if (wd != 0) gg += (ACC)wd * (ACC)p;
+    if (momentum != 0) {
+        ACC b = first ? gg : (ACC)momentum * (ACC)buf + (ACC)(1 - dampening) * gg;
+        buf = (T)b;
+        gg = nesterov ? gg + (ACC)momentum * b : b;
+    }
+    p = (T)((ACC)p - (ACC)lr * gg);
+    """, "engine_sgd_step")
+
+ADAM = (
+    "T g, float32 beta1, float32 beta2, float32 eps, float32 bc2_sqrt, float32 step_size",
+    "T p, T m, T v",
+    """
+    ACC gg = (ACC)g;
+    ACC mm = (ACC)m + (gg - (ACC)m) * (ACC)(1 - beta1);
+    ACC vv = (ACC)v * (ACC)beta2 + gg * (ACC)(1 - beta2) * gg;
+    m = (T)mm;
+    v = (T)vv;
+    ACC denom = sqrt(vv) / (ACC)bc2_sqrt + (ACC)eps;
+    p = (T)((ACC)p - (ACC)step_size * (mm / denom));
+    """, "engine_adam_step")
+
+GELU_FWD = (
+    "T x, int32 approx_tanh", "T y",
+    """
+    ACC a = (ACC)x;
+    ACC r;
+    if (approx_tanh) {
+        ACC k = (ACC)0.7978845608028654;
+        r = (ACC)0.5 * a * ((ACC)1 + tanh(k * (a + (ACC)0.044715 * a * a * a)));
+    } else {
+        r = (ACC)0.5 * a * ((ACC)1 + erf(a * (ACC)0.7071067811865476));
+    }
+    y = (T)r;
+    """, "engine_gelu_fwd")
+
+GELU_BWD = (
+    "T g, T x, int32 approx_tanh", "T dx",
+    """
+    ACC a = (ACC)x;
+    ACC d;
+    if (approx_tanh) {
+        ACC k = (ACC)0.7978845608028654;
+        ACC t = tanh(k * (a + (ACC)0.044715 * a * a * a));
+        ACC dinner = k * ((ACC)1 + (ACC)0.134145 * a * a);
+        d = (ACC)0.5 * ((ACC)1 + t) + (ACC)0.5 * a * ((ACC)1 - t * t) * dinner;
+    } else {
+        d = (ACC)0.5 * ((ACC)1 + erf(a * (ACC)0.7071067811865476))
+            + a * exp((ACC)-0.5 * a * a) * (ACC)0.3989422804014327;
+    }
+    dx = (T)((ACC)g * d);
+    """, "engine_gelu_bwd")
+
+# BatchNorm over (N, C, S) contiguous input: channel of element i is (i / S) % C.
+BN_FWD = (
+    "T x, raw T mean, raw T invstd, raw T w, raw T b, int64 S, int64 C", "T y, T xhat",
+    """
+    long long c = (i / S) % C;
+    ACC h = ((ACC)x - (ACC)mean[c]) * (ACC)invstd[c];
+    xhat = (T)h;
+    y = (T)(h * (ACC)w[c] + (ACC)b[c]);
+    """, "engine_bn_fwd")
+
+BN_BWD = (
+    "T g, T xhat, raw T w, raw T invstd, raw T gsum, raw T gxhat_sum, int64 S, int64 C, "
+    "float64 n, int32 training", "T dx",
+    """
+    long long c = (i / S) % C;
+    ACC scale = (ACC)w[c] * (ACC)invstd[c];
+    if (training) {
+        dx = (T)(scale * ((ACC)g - (ACC)gsum[c] / (ACC)n - (ACC)xhat * (ACC)gxhat_sum[c] / (ACC)n));
+    } else {
+        dx = (T)(scale * (ACC)g);
+    }
+    """, "engine_bn_bwd")
+
+
+@cache
+def build(spec: tuple) -> Any:
+    """The cupy ElementwiseKernel for one of the specs above (compiled on first call)."""
+    import cupy
+
+    in_params, out_params, body, name = spec
+    return cupy.ElementwiseKernel(in_params, out_params, body, name, preamble=PREAMBLE)
