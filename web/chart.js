@@ -285,7 +285,11 @@ export class LineChart {
     const key = `${this.entries.map((e) => `${e.series.length}.${e.series.rewrites}.${e.band ? `${e.band.lo.length}.${e.band.lo.rewrites}` : ""}`).join(",")}:${this.xHint}`;
     if (shape === this.shape && key === this.dataKey) return;
     this.data = this.buildData(logY);
-    this.entries.forEach((e, i) => setAttr(e.mark, "data-drawn", this.data[this.columns[i]].reduce((n, v) => n + (v !== null), 0)));
+    const count = (col) => col.reduce((n, v) => n + (v !== null), 0);
+    this.entries.forEach((e, i) => {
+      setAttr(e.mark, "data-drawn", count(this.data[this.columns[i]]));
+      if (e.band) setAttr(e.mark, "data-band", count(this.data[this.columns[i] + 1]));
+    });
     if (shape !== this.shape || !this.u) {
       this.destroy();
       this.shape = shape;

@@ -335,7 +335,8 @@ export class RunsTableView {
     const check = h("input", { type: "checkbox", "aria-label": `Select ${job.name || job.id}`, "data-testid": "row-select",
                                onchange: () => this.toggle(job.id, check.checked) });
     const name = h("a", { class: "job-name", href, "data-testid": "job-name" });
-    const id = h("div", { class: "job-id mono" }, job.id);
+    const id = h("div", { class: "job-id mono" }, job.id,
+      job.sweep_id ? h("a", { class: "sweep-link", href: `#/sweeps/${encodeURIComponent(job.sweep_id)}`, "data-testid": "sweep-link" }, "sweep") : null);
     const tags = h("div", { class: "tags", "data-testid": "job-tags" });
     const badge = statusBadge(job.status);
     const pb = progressBar();
