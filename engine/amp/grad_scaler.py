@@ -180,7 +180,8 @@ class GradScaler:
             else:
                 successful = self._growth_tracker + 1
                 if successful == self._growth_interval:
-                    grown = np.float32(np.float64(value) * self._growth_factor)
+                    with np.errstate(over="ignore"):  # an overflow to inf is checked below
+                        grown = np.float32(np.float64(value) * self._growth_factor)
                     if np.isfinite(grown):
                         value = grown
                     self._growth_tracker = 0
