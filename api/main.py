@@ -23,6 +23,7 @@ from api.routes import (
     sweeps,
     usage,
     weights,
+    zoo,
 )
 from config.settings import get_settings
 from store import live
@@ -47,7 +48,7 @@ def create_app() -> FastAPI:
     live.install(settings.redis_url)
     # compare (/jobs/compare, /jobs/groups) before jobs, whose /jobs/{job_id} would take those paths
     for module in (health, datasets, usage, weights, compare, job_validate, jobs, results, evaluate, predict, export,
-                   events, specs, sweeps):
+                   events, specs, sweeps, zoo):
         app.include_router(module.router, prefix="/v1")
     web_dir = resources.files("web")
     app.mount("/", StaticFiles(directory=str(web_dir), html=True), name="web")

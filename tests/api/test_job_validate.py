@@ -88,3 +88,18 @@ def test_a_fine_tune_is_checked_against_its_source_and_leaves_no_snapshot(client
     msgs = " ".join(e["msg"] for e in errs)
     assert "0.weight" in msgs and "0.bias" in msgs and "2.weight" in msgs, msgs
     assert row_counts() == before and _weights(settings) == weights
+
+
+def test_the_zoo_listing_names_every_model_and_its_arguments(client, dataset_id):
+    r = client.get("/v1/specs/zoo")
+    assert r.status_code == 200, r.text
+    models = {m["name"]: m for m in r.json()["items"]}
+    assert {"mlp", "simple_cnn", "resnet18", "linear_svm"} <= set(models)
+    mlp = {a["name"]: a for a in models["mlp"]["args"]}
+    assert mlp["hidden"] == {"name": "hidden", "type": "list", "default": [128, 64]}
+    assert mlp["num_classes"]["default"] is None
+    assert models["linear_svm"]["loss"] == "MultiMarginLoss"
+    # what it lists is what a job accepts: the mlp with its listed argument values validates
+    args = {a["name"]: a["default"] for a in models["mlp"]["args"] if a["default"] is not None}
+    r = client.post("/v1/jobs/validate", json={**_body(dataset_id), "model": {"zoo": "mlp", "args": args}})
+    assert r.status_code == 200, r.text
