@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import docs, errors
 from api.routes import (
     compare,
     datasets,
@@ -31,7 +31,8 @@ from store import live
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(title="Trainyard", version="0.1.0", description="Training as a service.")
+    app = FastAPI(title="Trainyard", version="0.1.0", description="Training as a service.",
+                  docs_url=None, redoc_url=None)
 
     @app.middleware("http")
     async def limit_body_size(request: Request, call_next):
@@ -50,6 +51,7 @@ def create_app() -> FastAPI:
     for module in (health, datasets, usage, weights, compare, job_validate, jobs, results, evaluate, predict, export,
                    events, specs, sweeps, zoo):
         app.include_router(module.router, prefix="/v1")
+    docs.install(app)  # /docs and /redoc from web/vendor: no CDN
     web_dir = resources.files("web")
     app.mount("/", StaticFiles(directory=str(web_dir), html=True), name="web")
     return app
