@@ -16,6 +16,9 @@ import { RunsTableView } from "./list.js";
 import { SweepView } from "./sweep.js";
 import { h } from "./util.js";
 // -- dashboard pages: imports (datasets, new job) go here ---------------------------------
+import { DatasetView } from "./dataset.js";
+import { DatasetsView } from "./datasets.js";
+import { NewJobView } from "./newjob.js";
 
 /** A route: its path pattern ("/jobs/:id"), the view it makes, the nav link it lights. */
 const route = (path, create, nav = null) => ({ path, create, nav, ...compile(path) });
@@ -26,6 +29,9 @@ const ROUTES = [
   route("/sweeps/:id", (root, p) => new SweepView(root, p), "runs"),
   route("/jobs/:id", (root, p) => new JobDetailView(root, p.id), "runs"),
   // -- dashboard pages: #/datasets, #/datasets/:id and #/new go here, one line each -------
+  route("/datasets", (root, p) => new DatasetsView(root, p), "datasets"),
+  route("/datasets/:id", (root, p) => new DatasetView(root, p), "datasets"),
+  route("/new", (root, p) => new NewJobView(root, p), "new"),
 ];
 
 function compile(path) {

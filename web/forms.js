@@ -60,7 +60,8 @@ export function errorSlot(testid) {
 /** Routes an error's details to the slots of the fields that own their pointers. */
 export class FieldErrors {
   /** fields: [{prefix, slot, input?, named?}]: prefix a pointer ("/training/epochs") or an anchored
-   *  RegExp; `named` prefixes the message with the rest of the pointer (a key inside a JSON editor);
+   *  RegExp; `named` prefixes the message with the rest of the pointer (a key inside a JSON editor; a
+   *  function formats it);
    *  general: the slot for the rest. */
   constructor(fields, general) {
     this.fields = fields;
@@ -85,7 +86,9 @@ export class FieldErrors {
       const f = this.owner(d.pointer);
       const slot = f ? f.slot : this.general;
       const rest = f ? d.pointer.slice(f.matched) : d.pointer;
-      const text = `${rest && rest !== "/" && (!f || f.named) ? `${rest.replace(/^\//, "")}: ` : ""}${d.msg}`;
+      const where = rest && rest !== "/" && (!f || f.named)
+        ? (typeof f?.named === "function" ? f.named(rest) : rest.replace(/^\//, "")) : "";
+      const text = `${where ? `${where}: ` : ""}${d.msg}`;
       if (!messages.has(slot)) messages.set(slot, []);
       messages.get(slot).push(text);
       if (f && f.input) f.input.setAttribute("aria-invalid", "true");

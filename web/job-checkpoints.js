@@ -90,7 +90,7 @@ export class CheckpointsCard {
         h("td", { class: "num mono" }, fmtBytes(c.size_bytes)),
         h("td", { class: "muted", title: fmtAbsolute(c.created_at), "data-created": c.created_at ?? "" },
           fmtRelative(c.created_at)),
-        h("td", { class: "actions" }, link));
+        h("td", { class: "row-actions" }, link));
     }));
     for (const fn of this.listeners) fn(items);
   }

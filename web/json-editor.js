@@ -4,7 +4,7 @@
 
 import { h, setText } from "./util.js";
 
-/** JSON text with objects indented and lists of scalars kept on one line. */
+/** JSON text with objects indented; lists of scalars, and short objects of scalars, kept on one line. */
 export function formatJson(value, indent = 0) {
   const pad = "  ".repeat(indent);
   const inner = "  ".repeat(indent + 1);
@@ -16,6 +16,8 @@ export function formatJson(value, indent = 0) {
   if (value && typeof value === "object") {
     const keys = Object.keys(value);
     if (!keys.length) return "{}";
+    const oneLine = `{${keys.map((k) => `${JSON.stringify(k)}: ${JSON.stringify(value[k])}`).join(", ")}}`;
+    if (Object.values(value).every((v) => v === null || typeof v !== "object") && oneLine.length + indent * 2 <= 88) return oneLine;
     return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${formatJson(value[k], indent + 1)}`).join(",\n")}\n${pad}}`;
   }
   return JSON.stringify(value);
