@@ -60,6 +60,8 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
     zoo = request.model.get("zoo")
     heads = resolve_heads(training, report, data.heads, spec.DEFAULT_LOSS.get(zoo, "CrossEntropyLoss"))
     _check_scheduler(training)
+    if training.precision != "32":
+        check_precision(training, getattr(training, "device", None) or _local_device_kind(limits))
     retention = _retention(training, heads)
     es = training.early_stopping
     if es is not None and es.metric != "train_loss" and not (training.validation_split > 0
@@ -75,6 +77,30 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
         retention=retention, flops_per_sample=report.flops_per_sample,
         val_samples=validation.num_samples if validation is not None else data.num_samples - train_samples,
     )
+
+
+def check_precision(training: TrainingConfig, device_kind: str | None) -> None:
+    """Mixed precision is for GPU jobs: numpy has no fast float16 GEMM (a float16 CPU step is
+    slower than float32), and neither numpy nor the engine has bfloat16. ``device_kind`` is
+    where the job runs ("cpu", "gpu", or None when not known at submit)."""
+    loc = ["body", "training", "precision"]
+    if training.precision == "bf16-mixed":
+        raise PlanError(loc, "bf16-mixed needs bfloat16 tensors, which the engine's numpy and cupy "
+                             "arrays do not have; use 16-mixed on a GPU job, or 32")
+    if training.precision == "16-mixed" and device_kind == "cpu":
+        raise PlanError(loc, "16-mixed needs a GPU job; this job trains on a CPU worker, which "
+                             "trains in 32")
+
+
+def _local_device_kind(limits: Limits) -> str:
+    """Where a worker with these settings trains (``settings.device``: cpu, cuda, or auto: a
+    GPU when this machine's cupy sees one), the device a job not routed elsewhere gets."""
+    setting = str(getattr(limits, "device", "auto"))
+    if setting == "auto":
+        from engine.backend import cuda_is_available
+
+        return "gpu" if cuda_is_available() else "cpu"
+    return "gpu" if setting == "cuda" else "cpu"
 
 
 MAXIMIZED = ("accuracy", "precision", "recall", "f1", "r2")

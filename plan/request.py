@@ -129,6 +129,9 @@ class TrainingConfig(_Strict):
     time_limit_s: int | None = Field(default=None, ge=1, description="wall-clock limit; capped by the server's")
     max_restarts: int | None = Field(default=None, ge=0, le=100, description="attempts after a lost worker")
     stop_on_nan: bool = True
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = Field(default="32", description=(
+        "32: float32 throughout; 16-mixed: autocast to float16 with a GradScaler (GPU jobs only); "
+        "bf16-mixed: refused, the engine has no bfloat16"))
     checkpoints: CheckpointPolicy = CheckpointPolicy()
     init: InitConfig | None = None
 

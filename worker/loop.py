@@ -20,6 +20,7 @@ from plan import TrainingPlan
 from worker import checkpoints as ckpt_files
 from worker import failures, parallel
 from worker import metrics as head_metrics
+from worker import precision as amp_setup
 from worker.builders import Head, build_heads, build_optimizer, build_scheduler
 from worker.data import heads_of
 from worker.reporting import JobLost, Reporter, SilentReporter
@@ -106,6 +107,7 @@ class TrainingLoop:
         self.heads = build_heads(plan.heads)
         self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], training)
         self.scheduler = build_scheduler(self.optimizer, training.scheduler)
+        self.autocast, self.scaler = amp_setup.for_training(training.precision, self.device)
         x = engine.tensor(claim.inputs, dtype=engine.float32, device=self.device)
         ys = [heads_of(claim.targets, h.target, h.task, self.device) for h in self.heads]
         if claim.val_data is not None:
@@ -145,6 +147,9 @@ class TrainingLoop:
         scheduler_state = self.position.pop("scheduler", None)
         if self.scheduler is not None and scheduler_state:
             self.scheduler.load_state_dict(scheduler_state)
+        scaler_state = self.position.pop("grad_scaler", None)
+        if scaler_state:
+            self.scaler.load_state_dict(scaler_state)
 
     def checkpoint(self, epoch_metrics: dict[str, float] | None = None) -> None:
         p = self.position
@@ -154,6 +159,8 @@ class TrainingLoop:
         model_bytes = ckpt_files.model_file(self.model, job_id=self.job_id, model_spec=self.plan.model,
                                             epoch=p["epoch"], step=p["step"])
         extra = {"scheduler": self.scheduler.state_dict()} if self.scheduler is not None else {}
+        if self.scaler.is_enabled():
+            extra["grad_scaler"] = self.scaler.state_dict()
         state_bytes = ckpt_files.state_file(self.optimizer, {**p, "final": self.final, **extra})
         scalars = {k: v for k, v in (epoch_metrics or {}).items() if isinstance(v, (int, float))}
         self.reporter.flush(epoch_metrics=scalars or None, checkpoint=(model_bytes, state_bytes))
@@ -254,21 +261,25 @@ class TrainingLoop:
         training = self.training
         lrs = [g["lr"] for g in self.optimizer.param_groups]  # what this step uses
         self.optimizer.zero_grad()
-        out = self.net(xb)
-        loss = None
-        terms = []
-        for head, yb in zip(self.heads, ybs):
-            o = out[head.name] if isinstance(out, dict) else out
-            term = head.loss(o, head.prepare(o, yb))
-            terms.append(term)
-            term = term if head.weight == 1.0 else term * head.weight
-            loss = term if loss is None else loss + term
-        loss.backward()
+        with self.autocast():  # "16-mixed": forward and losses under autocast; else a no-op
+            out = self.net(xb)
+            loss = None
+            terms = []
+            for head, yb in zip(self.heads, ybs):
+                o = out[head.name] if isinstance(out, dict) else out
+                term = head.loss(o, head.prepare(o, yb))
+                terms.append(term)
+                term = term if head.weight == 1.0 else term * head.weight
+                loss = term if loss is None else loss + term
+        self.scaler.scale(loss).backward()  # the scaler is off (identity) unless "16-mixed"
+        if self.scaler.is_enabled() and (training.clip_grad_value or training.clip_grad_norm):
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
         if training.clip_grad_value:
             nn.utils.clip_grad_value_(self.model.parameters(), training.clip_grad_value)
         if training.clip_grad_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), training.clip_grad_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # skipped when a float16 gradient overflowed
+        self.scaler.update()
         if self.plan.per_step_schedule:
             self.scheduler.step()
         value = self.ranks.mean(loss.item())
