@@ -58,6 +58,56 @@ def tune_malloc(keep_bytes: int = _MALLOC_KEEP) -> bool:
 
 MALLOC_TUNED = tune_malloc()
 
+_BLAS_TIMEOUT = "20"  # log2 of the CPU cycles an idle OpenBLAS thread spins: ~0.4 ms at 2.6 GHz
+
+
+def _openblas_libs() -> list:
+    """Paths of the OpenBLAS libraries loaded in this process (numpy's, and any other)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if p.startswith("/"))
+
+
+def quiet_blas_threads(timeout: str = _BLAS_TIMEOUT) -> bool:
+    """Let OpenBLAS's idle worker threads sleep ~0.4 ms after a call instead of spinning 2^28 cycles.
+
+    OpenBLAS (numpy's BLAS) keeps each worker thread spinning for 2^28 cycles, ~0.1 s, after
+    every call, so a process that calls BLAS now and then (a training step between its
+    elementwise ops, a data loader, an API answering predictions) keeps every core busy: a
+    torch process beside it, or torch in the same process, loses its cores to the spinning
+    (issue 17: torch's SimpleCNN step went from 14 to 40 ms next to the engine). This sets
+    OPENBLAS_THREAD_TIMEOUT (inherited by child processes) and, as numpy loaded OpenBLAS
+    already, makes the loaded library re-read it and restart its threads lazily (the path its
+    own fork handler takes). A timeout the user set wins; ``ENGINE_TUNE_BLAS=0`` turns this off.
+    Returns whether a loaded OpenBLAS now runs with the engine's timeout.
+    """
+    if os.environ.get("ENGINE_TUNE_BLAS", "1") == "0" or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = timeout
+    import threading
+
+    if threading.active_count() > 1:  # another thread may be inside BLAS: children still inherit it
+        return False
+    done = False
+    for path in _openblas_libs():
+        try:
+            lib = ctypes.CDLL(path)
+            read_env, shutdown = lib.openblas_read_env, lib.blas_thread_shutdown_
+        except (OSError, AttributeError):
+            continue
+        read_env()
+        shutdown()  # the next threaded call starts the pool again with the new timeout
+        done = True
+    return done
+
+
+BLAS_QUIETED = quiet_blas_threads()
+
 
 def _get_cupy() -> Any:
     """The cupy module, or None when it is not installed (tried once)."""
