@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.amp import _policy as _amp
 from engine.backend import get_array_module
+from engine.nn.functional import _conv_nhwc
 from engine.ops._util import attach, needs_grad, wrap
 from engine.tensor import Tensor
 
@@ -108,8 +109,11 @@ def _col2im_cm(xp: Any, gcols: Any, padded_shape: tuple, k: tuple, stride: tuple
 
 
 def _conv2d_arrays(x: Any, w: Any, stride: tuple, pads: tuple, dilation: tuple, groups: int,
-                   bias: Any = None) -> tuple:
-    """Forward on arrays: (output (N, O, Ho, Wo), columns kept for backward, padded input shape)."""
+                   bias: Any = None, channels_last: bool = True) -> tuple:
+    """Forward on arrays: (output (N, O, Ho, Wo), columns kept for backward, padded input shape).
+
+    With ``channels_last`` and one group the columns are rows (N*Ho*Wo, kh*kw*C) and the
+    output a channels-last view (_conv_nhwc); else channel-major columns (G, Cg*kh*kw, N*Ho*Wo)."""
     xp = get_array_module(x)
     n, c = x.shape[:2]
     o, cg, kh, kw = w.shape
@@ -118,6 +122,14 @@ def _conv2d_arrays(x: Any, w: Any, stride: tuple, pads: tuple, dilation: tuple, 
                            f"to have {cg * groups} channels, but got {c} channels instead")
     if o % groups:
         raise RuntimeError("out_channels must be divisible by groups")
+    if channels_last and groups == 1:
+        h, wd = x.shape[2:]
+        ho = _out_size(h, kh, stride[0], sum(pads[0]), dilation[0])
+        wo = _out_size(wd, kw, stride[1], sum(pads[1]), dilation[1])
+        if ho <= 0 or wo <= 0:
+            raise RuntimeError(f"Calculated output size ({ho}x{wo}) is too small for input {list(x.shape)}")
+        res, rows = _conv_nhwc.forward(x, w, bias, stride, pads, dilation, (ho, wo))
+        return res, rows, (n, c, h + sum(pads[0]), wd + sum(pads[1]))
     cols, padded_shape, (ho, wo) = _im2col(xp, x, (kh, kw), stride, pads, dilation, groups)
     out = xp.matmul(w.reshape(groups, o // groups, cg * kh * kw), cols)  # (G, Og, N*Ho*Wo) = (O, N, Ho, Wo)
     out = out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
@@ -131,7 +143,9 @@ def _conv2d_arrays(x: Any, w: Any, stride: tuple, pads: tuple, dilation: tuple, 
 
 def _conv2d_backward(g_out: Any, cols: Any, w: Any, x_shape: tuple, padded_shape: tuple, stride: tuple,
                      pads: tuple, dilation: tuple, groups: int, need_x: bool, need_w: bool) -> tuple:
-    """Input and weight gradients: two GEMMs against the channel-major columns, then col2im."""
+    """Input and weight gradients: two GEMMs against the columns, then col2im."""
+    if cols.ndim == 2:  # channels-last rows
+        return _conv_nhwc.backward(g_out, cols, w, x_shape, stride, pads, dilation, need_x, need_w)
     xp = get_array_module(g_out)
     n, o, ho, wo = g_out.shape
     _, cg, kh, kw = w.shape
@@ -235,7 +249,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
         def backward(gout: Tensor, _: Any) -> tuple:
             # a plain conv2d of the output gradient gives the input gradient; its columns
             # against the input give the weight gradient
-            gx, cols, _ = _conv2d_arrays(gout._data, w, stride, pads, dilation, g)
+            gx, cols, _ = _conv2d_arrays(gout._data, w, stride, pads, dilation, g, channels_last=False)
             gw = None
             if weight.requires_grad:
                 gw = xp.matmul(xm, cols.transpose(0, 2, 1)).reshape(cin, og, kh, kw)

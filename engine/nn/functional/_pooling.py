@@ -84,10 +84,14 @@ def _max_blocks(input: Tensor, k: tuple) -> Tensor | None:
     xp = get_array_module(x)
     n, c, h, w = x.shape
     ho, wo = h // k[0], w // k[1]
-    v = x[:, :, :ho * k[0], :wo * k[1]].reshape(n, c, ho, k[0], wo, k[1])
+    crop = x[:, :, :ho * k[0], :wo * k[1]]
+    v = crop.reshape(n, c, ho, k[0], wo, k[1])  # a view (splits axes); keeps a channels-last layout
     offsets = [(i, j) for i in range(k[0]) for j in range(k[1])]
-    out_arr = v[:, :, :, 0, :, 0].copy()
-    for i, j in offsets[1:]:
+    if len(offsets) > 1:  # the ufunc allocates its output in the input's memory order
+        out_arr = xp.maximum(v[:, :, :, 0, :, 0], v[:, :, :, offsets[1][0], :, offsets[1][1]])
+    else:
+        out_arr = v[:, :, :, 0, :, 0].copy()
+    for i, j in offsets[2:]:
         xp.maximum(out_arr, v[:, :, :, i, :, j], out=out_arr)
     if x.dtype.kind == "f" and bool(xp.isnan(out_arr).any()):
         return None
@@ -95,15 +99,15 @@ def _max_blocks(input: Tensor, k: tuple) -> Tensor | None:
     if needs_grad(input):
         def backward(g: Tensor, _: Any) -> tuple:
             gd = g._data
-            gx = xp.empty((n, c, ho, k[0], wo, k[1]), dtype=gd.dtype)
-            free = xp.ones(out_arr.shape, dtype=bool)
-            hit = xp.empty(out_arr.shape, dtype=bool)
+            full = xp.empty_like(crop, dtype=gd.dtype)  # in the input's memory order
+            gx = full.reshape(n, c, ho, k[0], wo, k[1])
+            free = xp.ones_like(out_arr, dtype=bool)
+            hit = xp.empty_like(out_arr, dtype=bool)
             for i, j in offsets:
                 xp.equal(v[:, :, :, i, :, j], out_arr, out=hit)
                 hit &= free
                 xp.multiply(gd, hit, out=gx[:, :, :, i, :, j])  # (copyto's where= is slow on strided views)
                 free &= ~hit
-            full = gx.reshape(n, c, ho * k[0], wo * k[1])
             if full.shape != x.shape:
                 full = xp.pad(full, ((0, 0), (0, 0), (0, h - ho * k[0]), (0, w - wo * k[1])))
             return (wrap(full),)
