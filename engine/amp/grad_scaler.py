@@ -113,7 +113,7 @@ class GradScaler:
                 xp = get_array_module(g)
                 flag = found.get(key)
                 if flag is None:
-                    flag = found[key] = xp.zeros((), dtype=np.float32)
+                    flag = found[key] = xp.zeros(1, dtype=np.float32)
                 if not fused.unscale_check_(xp, g, inv_scale, flag):
                     if not bool(xp.isfinite(g).all()):
                         flag[...] = 1.0
@@ -150,7 +150,7 @@ class GradScaler:
         if len(st["found_inf_per_device"]) == 0:
             raise RuntimeError("No inf checks were recorded for this optimizer.")
         retval = None
-        if not sum(float(v) for v in st["found_inf_per_device"].values()):
+        if not sum(float(v.item()) for v in st["found_inf_per_device"].values()):
             retval = optimizer.step(*args, **kwargs)
         st["stage"] = OptState.STEPPED
         return retval
@@ -169,7 +169,7 @@ class GradScaler:
                                      "requires_grad=False.")
                 value = np.float32(float(new_scale.item()))
         else:
-            infs = [float(f) for s in self._per_optimizer_states.values()
+            infs = [float(f.item()) for s in self._per_optimizer_states.values()
                     for f in s["found_inf_per_device"].values()]
             if not infs:
                 raise RuntimeError("No inf checks were recorded prior to update.")

@@ -44,22 +44,19 @@ def sgd_step(state: Any, p: Any, lr: float, momentum: float, dampening: float, w
     pd, gd = p._data, p.grad._data
     if not enabled(_xp(pd)) or gd.dtype != pd.dtype or not (pd.flags.c_contiguous and gd.flags.c_contiguous):
         return False
+    f32 = np.float32
+    if momentum == 0:
+        _k.build(_k.SGD_PLAIN)(gd, f32(lr), f32(wd), np.int32(maximize), pd)
+        return True
     from engine.tensor import Tensor
 
-    buf = None
-    first = 0
-    if momentum != 0:
-        st = state[p]
-        b = st.get("momentum_buffer")
-        if b is None:
-            b = st["momentum_buffer"] = Tensor._wrap(_xp(pd).empty_like(gd))
-            first = 1
-        buf = b._data
-    else:
-        buf = pd  # unused by the kernel when momentum == 0 (read-only there)
-    _k.build(_k.SGD)(gd, np.float32(lr), np.float32(momentum), np.float32(dampening),
-                     np.float32(wd), np.int32(nesterov), np.int32(maximize), np.int32(first),
-                     pd, buf)
+    st = state[p]
+    b = st.get("momentum_buffer")
+    first = b is None
+    if first:
+        b = st["momentum_buffer"] = Tensor._wrap(_xp(pd).empty_like(gd))
+    _k.build(_k.SGD)(gd, f32(lr), f32(momentum), f32(1 - dampening), f32(wd), np.int32(nesterov),
+                     np.int32(maximize), np.int32(first), pd, b._data)
     return True
 
 
@@ -70,8 +67,9 @@ def adam_update(xp: Any, beta1: float, beta2: float, eps: float, bc2_sqrt: float
         return False
     if not all(a.flags.c_contiguous for a in (param, g, m, v)):
         return False
-    _k.build(_k.ADAM)(g, np.float32(beta1), np.float32(beta2), np.float32(eps),
-                      np.float32(bc2_sqrt), np.float32(step_size), param, m, v)
+    f32 = np.float32
+    _k.build(_k.ADAM)(g, f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(eps), f32(bc2_sqrt),
+                      f32(step_size), param, m, v)
     return True
 
 

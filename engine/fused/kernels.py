@@ -18,30 +18,36 @@ template <> struct acc<float16> { typedef float type; };
 
 UNSCALE = (
     "float32 inv", "T g, raw float32 found",
-    "float v = (float)g; if (!isfinite(v)) found[0] = 1.0f; g = (T)(v * inv);",
+    "ACC v = (ACC)g; if (!isfinite(v)) found[0] = 1.0f; g = (T)(v * (ACC)inv);",
     "engine_amp_unscale")
 
 SGD = (
-    "T g, float32 lr, float32 momentum, float32 dampening, float32 wd, int32 nesterov, "
+    "T g, float32 lr, float32 momentum, float32 one_minus_dampening, float32 wd, int32 nesterov, "
     "int32 maximize, int32 first", "T p, T buf",
     """
     ACC gg = maximize ? -(ACC)g : (ACC)g;
     if (wd != 0) gg += (ACC)wd * (ACC)p;
-    if (momentum != 0) {
-        ACC b = first ? gg : (ACC)momentum * (ACC)buf + (ACC)(1 - dampening) * gg;
-        buf = (T)b;
-        gg = nesterov ? gg + (ACC)momentum * b : b;
-    }
+    ACC b = first ? gg : (ACC)momentum * (ACC)buf + (ACC)one_minus_dampening * gg;
+    buf = (T)b;
+    gg = nesterov ? gg + (ACC)momentum * b : b;
+    p = (T)((ACC)p - (ACC)lr * gg);
+    """, "engine_sgd_momentum_step")
+
+SGD_PLAIN = (
+    "T g, float32 lr, float32 wd, int32 maximize", "T p",
+    """
+    ACC gg = maximize ? -(ACC)g : (ACC)g;
+    if (wd != 0) gg += (ACC)wd * (ACC)p;
     p = (T)((ACC)p - (ACC)lr * gg);
     """, "engine_sgd_step")
 
 ADAM = (
-    "T g, float32 beta1, float32 beta2, float32 eps, float32 bc2_sqrt, float32 step_size",
-    "T p, T m, T v",
+    "T g, float32 one_minus_beta1, float32 beta2, float32 one_minus_beta2, float32 eps, "
+    "float32 bc2_sqrt, float32 step_size", "T p, T m, T v",
     """
     ACC gg = (ACC)g;
-    ACC mm = (ACC)m + (gg - (ACC)m) * (ACC)(1 - beta1);
-    ACC vv = (ACC)v * (ACC)beta2 + gg * (ACC)(1 - beta2) * gg;
+    ACC mm = (ACC)m + (gg - (ACC)m) * (ACC)one_minus_beta1;
+    ACC vv = (ACC)v * (ACC)beta2 + gg * (ACC)one_minus_beta2 * gg;
     m = (T)mm;
     v = (T)vv;
     ACC denom = sqrt(vv) / (ACC)bc2_sqrt + (ACC)eps;

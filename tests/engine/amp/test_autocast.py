@@ -227,3 +227,73 @@ def test_cuda_lists_follow_torch_reference():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert engine.amp.is_autocast_available("cuda")
+
+
+def _cuda_torch(torch):
+    if not engine.cuda.is_available():
+        pytest.skip("needs a CUDA GPU with cupy")
+    if not torch.cuda.is_available():
+        pytest.skip("needs torch with CUDA as the oracle")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("input_dtype", ["float32", "float16"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_op_dtype_matches_torch_cuda_autocast(torch, name, input_dtype):
+    """The CUDA lists: each op's dtype under autocast("cuda") is torch's on its GPU (an op
+    torch refuses under CUDA autocast, binary_cross_entropy, is refused here too)."""
+    _cuda_torch(torch)
+    fn = CASES[name]
+    rng = np.random.default_rng(1)
+    a = (rng.random((4, 4)) + 0.5).astype(input_dtype)
+    b = (rng.random((4, 4)) + 0.5).astype(input_dtype)
+    ex, ey = engine.tensor(a, device="cuda"), engine.tensor(b, device="cuda")
+    tx, ty = torch.tensor(a, device="cuda"), torch.tensor(b, device="cuda")
+    try:
+        with torch.autocast("cuda", dtype=torch.float16):
+            want = str(fn(_OnCuda(torch), torch.nn.functional, tx, ty).dtype).removeprefix("torch.")
+    except RuntimeError as exc:
+        with pytest.raises(RuntimeError), engine.autocast("cuda"):
+            fn(_OnCuda(engine), EF, ex, ey)
+        assert "autocast" in str(exc)
+        return
+    with engine.autocast("cuda", dtype=engine.float16):
+        got = fn(_OnCuda(engine), EF, ex, ey).dtype.name
+    assert got == want, (name, input_dtype)
+
+
+class _OnCuda:
+    """A module proxy whose tensor constructors make CUDA tensors (for the cases' constants)."""
+
+    def __init__(self, mod):
+        self._m = mod
+
+    def __getattr__(self, name):
+        f = getattr(self._m, name)
+        if name in ("ones", "zeros", "tensor"):
+            return lambda *a, **k: f(*a, **{**k, "device": "cuda"})
+        return f
+
+
+@pytest.mark.gpu
+def test_cuda_mlp_step_matches_torch_cuda(torch):
+    """A float16 autocast step on the GPU: loss and float32 weight gradients close to torch's."""
+    _cuda_torch(torch)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, 32)).astype(np.float32)
+    t = rng.integers(0, 10, 64)
+    w1 = (rng.standard_normal((64, 32)) * 0.2).astype(np.float32)
+    w2 = (rng.standard_normal((10, 64)) * 0.2).astype(np.float32)
+    res = {}
+    for E, F, ac in ((engine, EF, engine.autocast("cuda")),
+                     (torch, torch.nn.functional, torch.autocast("cuda", dtype=torch.float16))):
+        a, b = (E.tensor(w, device="cuda", requires_grad=True) for w in (w1, w2))
+        with ac:
+            loss = F.cross_entropy(F.linear(F.gelu(F.linear(E.tensor(x, device="cuda"), a)), b),
+                                   E.tensor(t, device="cuda"))
+        loss.backward()
+        res[E.__name__] = (loss.item(), a.grad.cpu().numpy(), b.grad.cpu().numpy())
+    e, tt = res["engine"], res["torch"]
+    np.testing.assert_allclose(e[0], tt[0], rtol=2e-3)
+    for x1, x2 in zip(e[1:], tt[1:]):
+        np.testing.assert_allclose(x1, x2, rtol=2e-2, atol=2e-3)
