@@ -21,6 +21,7 @@ from api.routes import (
     results,
     specs,
     sweeps,
+    uploads,
     usage,
     weights,
     zoo,
@@ -48,8 +49,8 @@ def create_app() -> FastAPI:
     errors.install(app)
     live.install(settings.redis_url)
     # compare (/jobs/compare, /jobs/groups) before jobs, whose /jobs/{job_id} would take those paths
-    for module in (health, datasets, usage, weights, compare, job_validate, jobs, results, evaluate, predict, export,
-                   events, specs, sweeps, zoo):
+    for module in (health, uploads, datasets, usage, weights, compare, job_validate, jobs, results, evaluate, predict,
+                   export, events, specs, sweeps, zoo):
         app.include_router(module.router, prefix="/v1")
     docs.install(app)  # /docs and /redoc from web/vendor: no CDN
     web_dir = resources.files("web")

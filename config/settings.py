@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_dataset_samples: int = 1_000_000
     max_epochs: int = 1000
     # limits checked when a dataset or job is submitted (each violation is a 422 naming it)
-    max_dataset_bytes: int = 256 * 1024 * 1024  # decoded arrays
+    max_dataset_bytes: int = 64 * 1024**3  # decoded arrays (stored as blob shards; see blob_*)
     max_parameters: int = 200_000_000
     max_memory_bytes: int = 16 * 1024**3  # static estimate: weights, grads, optimizer, activations
     max_total_steps: int = 10_000_000  # epochs x steps per epoch
@@ -68,6 +68,27 @@ class Settings(BaseSettings):
     # predict: samples one request may send, and the bytes of weights the API process keeps loaded
     max_predict_batch: int = 1024
     model_cache_bytes: int = 512 * 1024**2
+    # large bytes (dataset shards, checkpoints, uploads) live in store.blobs: "database" (chunk
+    # rows, the embedded default) or "filesystem" (blob_dir, default data_dir/blobs: a volume
+    # every API and worker machine mounts); blob_chunk_bytes is the chunk (and shard) size
+    blob_backend: str = "database"
+    blob_dir: Path | None = None
+    blob_chunk_bytes: int = 64 * 1024**2
+    # chunked dataset uploads: the largest part one PUT may carry, and the largest file
+    max_upload_part_bytes: int = 64 * 1024**2
+    max_upload_bytes: int = 64 * 1024**3
+    # what one owner may store (datasets + checkpoints + open uploads; 0: no quota)
+    max_storage_bytes_per_owner: int = 500 * 1024**3
+    # the worker's local copy of sharded datasets (default data_dir/cache), reused across jobs
+    dataset_cache_dir: Path | None = None
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return (self.blob_dir or self.data_dir / "blobs").resolve()
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return (self.dataset_cache_dir or self.data_dir / "cache").resolve()
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -60,8 +61,11 @@ class Dataset(Base):
     # (one classification head named "output")
     targets_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     source: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # None: the arrays are the .npz in ``data`` (rows from before 0010); else the sharded
+    # layout (store.repositories.datasets): each array a blob of fixed-size chunks
+    layout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # b"" in the sharded layout
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # a deleted dataset keeps its row (finished jobs still name it) but not its data
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -163,8 +167,11 @@ class Checkpoint(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # None: ``data`` and ``state`` hold the files (rows from before 0010); "blobs": they are
+    # the blobs checkpoints/<id>/model and /state (store.blobs), any size
+    layout: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # b"" in the blobs layout
     state: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, nullable=True)
     # the value of the job's retention metric (training.checkpoints.metric) at an epoch's end;
     # None for checkpoints taken within an epoch
@@ -281,3 +288,58 @@ class Throughput(Base):
     flops_per_s: Mapped[float] = mapped_column(Float)
     job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DatasetUpload(Base):
+    """A resumable chunked dataset upload: the file arrives as ``parts`` of ``part_bytes``
+    (the last one shorter), each the chunk of one blob ``uploads/<id>``; ``complete`` turns
+    it into a dataset (``dataset_id``) once, and a repeated complete answers that dataset."""
+
+    __tablename__ = "dataset_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(64), default="local", index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(200))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # task, target_columns
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    part_bytes: Mapped[int] = mapped_column(BigInteger)
+    parts: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # of the whole file, if given
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Blob(Base):
+    """A stored byte string (``store.blobs``): size, SHA-256 and its chunking; the chunks are
+    ``blob_chunks`` rows, holding the bytes themselves (backend ``database``) or only their
+    size and checksum (``filesystem``: the bytes are files under the blob directory). A blob
+    belongs to at most one checkpoint, dataset or upload and is deleted with it."""
+
+    __tablename__ = "blobs"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunk_bytes: Mapped[int] = mapped_column(BigInteger)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None until complete
+    checkpoint_id: Mapped[str | None] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"),
+                                                      nullable=True, index=True)
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"),
+                                                   nullable=True, index=True)
+    upload_id: Mapped[str | None] = mapped_column(ForeignKey("dataset_uploads.id", ondelete="CASCADE"),
+                                                  nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BlobChunk(Base):
+    """Chunk ``seq`` (0, 1, ...) of a blob: every chunk but the last is ``chunk_bytes`` long."""
+
+    __tablename__ = "blob_chunks"
+
+    blob_key: Mapped[str] = mapped_column(ForeignKey("blobs.key", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, nullable=True)

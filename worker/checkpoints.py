@@ -34,3 +34,39 @@ def restore(model: nn.Module, optimizer: optim.Optimizer, model_bytes: bytes, st
     optimizer.load_state_dict(state["optimizer"])
     engine.set_rng_state(state["rng"])
     return dict(state["position"])
+
+
+class CheckpointNotStored(Exception):
+    """A checkpoint the store refused for a reason every attempt would meet again (a value
+    too large, a corrupt or missing blob, a full, read-only or misconfigured blob volume): the
+    job fails with it instead of going back to the queue as an infrastructure failure
+    (``worker.failures`` class ``user``)."""
+
+
+_TOO_BIG = ("too large", "too big", "too long", "memory alloc", "out of memory", "exceeds")
+
+
+def deterministic(exc: BaseException) -> bool:
+    """Would writing the same checkpoint fail again, whichever worker tried?"""
+    import errno
+
+    from sqlalchemy.exc import DataError, IntegrityError, InternalError, OperationalError, ProgrammingError
+
+    from store.blobs import BlobError
+
+    if isinstance(exc, (BlobError, ValueError, OverflowError, DataError, IntegrityError, InternalError,
+                        ProgrammingError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                  errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG):
+        return True  # the blob volume is full, read-only or not a directory: so it is for every attempt
+    return isinstance(exc, OperationalError) and any(s in str(exc.orig).lower() for s in _TOO_BIG)
+
+
+def write_failure(exc: BaseException, *, model_bytes: int, state_bytes: int) -> BaseException:
+    """What a failed checkpoint write raises: CheckpointNotStored naming the reason and the
+    sizes when the failure is deterministic, else the error itself (retried as infrastructure)."""
+    if not deterministic(exc):
+        return exc
+    return CheckpointNotStored(f"the checkpoint ({model_bytes} bytes of weights, {state_bytes} bytes of resume "
+                               f"state) could not be stored: {type(exc).__name__}: {str(exc)[:500]}")

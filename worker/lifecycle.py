@@ -20,8 +20,8 @@ from config.settings import Settings
 from plan import TrainingPlan, splits
 from store.db import session_scope
 from store.models import JobStatus
-from store.repositories import checkpoints, datasets, jobs, metrics, throughput, weights
-from worker import failures, loop, parallel, resources, sweeps
+from store.repositories import checkpoints, jobs, metrics, throughput, weights
+from worker import data, failures, loop, parallel, resources, sweeps
 from worker.joblog import job_log
 from worker.reporting import JobLost, Reporter
 from worker.retry import with_db_retry
@@ -133,10 +133,10 @@ def _claim(job_id: str, settings: Settings) -> loop.Claim | object | None:
         training = plan.training
         if jobs.owner_at_cap(session, job_id=job_id, max_running=settings.max_running_per_owner):
             return CAPPED
-        inputs, targets = datasets.load_all(session, dataset_id=job.dataset_id)
+        inputs, targets = data.load(session, dataset_id=job.dataset_id, settings=settings)  # mapped if sharded
         val_data = None
         if training.validation_dataset_id:
-            val_data = datasets.load_all(session, dataset_id=training.validation_dataset_id)
+            val_data = data.load(session, dataset_id=training.validation_dataset_id, settings=settings)
             train_idx, val_idx = np.arange(len(inputs)), np.arange(0)
         else:
             train_idx, val_idx = splits.split_indices(len(inputs), training.validation_split, training.seed)

@@ -18,7 +18,7 @@ from engine import nn, optim, spec
 from engine.utils.data import DataLoader, TensorDataset
 from plan import TrainingPlan
 from worker import checkpoints as ckpt_files
-from worker import failures, parallel
+from worker import data, failures, parallel
 from worker import metrics as head_metrics
 from worker import precision as amp_setup
 from worker.builders import Head, build_heads, build_optimizer, build_scheduler
@@ -108,18 +108,28 @@ class TrainingLoop:
         self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], training)
         self.scheduler = build_scheduler(self.optimizer, training.scheduler)
         self.autocast, self.scaler = amp_setup.for_training(training.precision, self.device)
-        x = engine.tensor(claim.inputs, dtype=engine.float32, device=self.device)
-        ys = [heads_of(claim.targets, h.target, h.task, self.device) for h in self.heads]
-        if claim.val_data is not None:
-            vx, vys = claim.val_data
-            self.x_val = engine.tensor(vx, dtype=engine.float32, device=self.device)
-            self.y_val = [heads_of(vys, h.target, h.task, self.device) for h in self.heads]
-        else:
-            self.x_val, self.y_val = x[claim.val_idx], [y[claim.val_idx] for y in ys]
         train_idx = claim.train_idx
         self.sampler = EpochSampler(len(train_idx), training.seed, shard=ranks.shard)
-        self.loader = DataLoader(TensorDataset(x[train_idx], *[y[train_idx] for y in ys]),
-                                 batch_size=self.batch_size, sampler=self.sampler)
+        if isinstance(claim.inputs, data.MappedArray):  # sharded: batches read from the cache's maps
+            tasks = [h.task for h in self.heads]
+            targets = [claim.targets[h.target] for h in self.heads]
+            self.loader = data.sharded_loader(claim.inputs, targets, tasks, train_idx, self.sampler,
+                                              self.batch_size, self.device)
+            x = data.MappedInputs(claim.inputs, claim.val_idx, self.device)
+            ys = [heads_of({h.target: t[claim.val_idx]}, h.target, h.task, self.device)
+                  for h, t in zip(self.heads, targets)]
+            self.x_val, self.y_val = x, ys
+        else:
+            x = engine.tensor(claim.inputs, dtype=engine.float32, device=self.device)
+            ys = [heads_of(claim.targets, h.target, h.task, self.device) for h in self.heads]
+            self.x_val, self.y_val = x[claim.val_idx], [y[claim.val_idx] for y in ys]
+            self.loader = DataLoader(TensorDataset(x[train_idx], *[y[train_idx] for y in ys]),
+                                     batch_size=self.batch_size, sampler=self.sampler)
+        if claim.val_data is not None:
+            vx, vys = claim.val_data
+            self.x_val = (data.MappedInputs(vx, np.arange(len(vx)), self.device) if isinstance(vx, data.MappedArray)
+                          else engine.tensor(vx, dtype=engine.float32, device=self.device))
+            self.y_val = [heads_of(vys, h.target, h.task, self.device) for h in self.heads]
         self.steps_per_epoch = plan.steps_per_epoch
         if math.ceil(len(self.sampler) / self.batch_size) != self.steps_per_epoch:
             raise RuntimeError(f"the plan counts {self.steps_per_epoch} steps per epoch but the data gives "
@@ -163,7 +173,13 @@ class TrainingLoop:
             extra["grad_scaler"] = self.scaler.state_dict()
         state_bytes = ckpt_files.state_file(self.optimizer, {**p, "final": self.final, **extra})
         scalars = {k: v for k, v in (epoch_metrics or {}).items() if isinstance(v, (int, float))}
-        self.reporter.flush(epoch_metrics=scalars or None, checkpoint=(model_bytes, state_bytes))
+        try:
+            self.reporter.flush(epoch_metrics=scalars or None, checkpoint=(model_bytes, state_bytes))
+        except Exception as exc:
+            failure = ckpt_files.write_failure(exc, model_bytes=len(model_bytes), state_bytes=len(state_bytes))
+            if failure is exc:
+                raise
+            raise failure from exc
         self.saved_step = p["step"]
 
     def run(self) -> dict[str, float] | None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import OwnerDep
-from api.deps import SessionDep
+from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
 from api.routes.jobs import get_job_or_404
 from api.schemas.jobs import CheckpointList, CheckpointOut, EpochMetric, JobMetrics, MetricSeries, StepMetric
+from store.db import session_scope
 from store.repositories import checkpoints, metrics
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["results"])
@@ -107,19 +109,25 @@ def list_checkpoints(job_id: str, session: SessionDep, owner: OwnerDep) -> Check
 
 @router.get(
     "/checkpoints/{checkpoint_id}/download",
-    response_class=Response,
+    response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_checkpoint(job_id: str, checkpoint_id: str, session: SessionDep, owner: OwnerDep) -> Response:
-    """The checkpoint as a .safetensors file; ``latest`` names the newest one, ``best`` the
-    one with the best retention metric."""
+def download_checkpoint(job_id: str, checkpoint_id: str, session: SessionDep, settings: SettingsDep,
+                        owner: OwnerDep) -> StreamingResponse:
+    """The checkpoint as a .safetensors file, streamed a blob chunk at a time (never whole in
+    the API's memory); ``latest`` names the newest one, ``best`` the one with the best
+    retention metric."""
     job = get_job_or_404(session, job_id, owner)
-    ckpt = checkpoints.named(session, job_id=job_id, which=checkpoint_id, mode=checkpoints.retention_mode(job.plan))
+    ckpt = checkpoints.find(session, job_id=job_id, which=checkpoint_id, mode=checkpoints.retention_mode(job.plan))
     if ckpt is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "checkpoint not found")
     filename = f"job-{job_id}-epoch-{ckpt.epoch}.safetensors"
-    return Response(
-        content=ckpt.data,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    url = settings.resolved_database_url
+
+    def chunks():
+        with session_scope(url) as reading:  # the request's session is closed by the time this runs
+            yield from checkpoints.stream(reading, ckpt)
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Content-Length": str(ckpt.size_bytes)})

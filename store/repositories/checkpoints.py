@@ -1,19 +1,79 @@
-"""Checkpoints: safetensors files stored in the database."""
+"""Checkpoints: the model's safetensors file and the resume state, each a chunked blob
+(``store.blobs``: checkpoints/<id>/model and /state), so a checkpoint of any size the limits
+admit is stored in pieces far below PostgreSQL's 1 GB message limit and downloads streamed.
+Rows from before the blob store (``layout`` NULL) keep their files inline and read the same.
+
+Readers that need a file whole (resume, predict, export) get it on ``data`` / ``state`` as
+before; ``stream`` hands a download its chunks one at a time."""
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm.attributes import set_committed_value
 
-from store.models import Checkpoint
+from store.blobs import Blobs, open_blobs
+from store.models import Checkpoint, new_id
+
+BLOBS = "blobs"
+
+
+def _key(checkpoint_id: str, part: str) -> str:
+    return f"checkpoints/{checkpoint_id}/{part}"
 
 
 def add(session: Session, *, job_id: str, epoch: int, step: int, data: bytes,
-        attempt: int = 0, state: bytes | None = None, metric_value: float | None = None) -> Checkpoint:
-    ckpt = Checkpoint(job_id=job_id, epoch=epoch, step=step, attempt=attempt, size_bytes=len(data),
-                      data=data, state=state, metric_value=metric_value)
+        attempt: int = 0, state: bytes | None = None, metric_value: float | None = None,
+        blobs: Blobs | None = None) -> Checkpoint:
+    """Store a checkpoint: its row, then both files as blobs in the same transaction."""
+    blobs = blobs or open_blobs(session)
+    ckpt = Checkpoint(id=new_id(), job_id=job_id, epoch=epoch, step=step, attempt=attempt, size_bytes=len(data),
+                      data=b"", state=None, layout=BLOBS, metric_value=metric_value)
     session.add(ckpt)
     session.flush()
+    blobs.put(_key(ckpt.id, "model"), data, checkpoint_id=ckpt.id)
+    blobs.put(_key(ckpt.id, "state"), state or b"", checkpoint_id=ckpt.id)
+    _attach(session, ckpt, data=data, state=state)
     return ckpt
+
+
+def _attach(session: Session, ckpt: Checkpoint, *, data: bytes, state: bytes | None) -> None:
+    """Put the files on the row without marking them changed (nothing is written back)."""
+    set_committed_value(ckpt, "data", data)
+    set_committed_value(ckpt, "state", state)
+
+
+def _load(session: Session, ckpt: Checkpoint | None, *, with_state: bool = False) -> Checkpoint | None:
+    """A blob-stored checkpoint's files read into ``data`` (and ``state``)."""
+    if ckpt is None or ckpt.layout != BLOBS:
+        return ckpt
+    blobs = open_blobs(session)
+    state = blobs.get(_key(ckpt.id, "state")) if with_state else None
+    _attach(session, ckpt, data=blobs.get(_key(ckpt.id, "model")), state=state or None)
+    return ckpt
+
+
+def stream(session: Session, ckpt: Checkpoint) -> Iterator[bytes]:
+    """The model file in chunks, one in memory at a time (a download)."""
+    if ckpt.layout != BLOBS:
+        data = session.scalar(select(Checkpoint.data).where(Checkpoint.id == ckpt.id)) or b""
+        for start in range(0, len(data), 8 * 1024**2):
+            yield data[start:start + 8 * 1024**2]
+        return
+    yield from open_blobs(session).stream(_key(ckpt.id, "model"))
+
+
+def find(session: Session, *, job_id: str, which: str, mode: str) -> Checkpoint | None:
+    """The row ``which`` names (latest, best or an id), its files not loaded."""
+    if which == "latest":
+        return session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id)
+                               .order_by(Checkpoint.step.desc(), Checkpoint.created_at.desc()).limit(1)).first()
+    checkpoint_id = best_id(session, job_id=job_id, mode=mode) if which == "best" else which
+    if not checkpoint_id:
+        return None
+    return session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id,
+                                                    Checkpoint.id == checkpoint_id)).one_or_none()
 
 
 def for_job(session: Session, *, job_id: str) -> list[Checkpoint]:
@@ -27,7 +87,7 @@ def get_with_data(session: Session, *, job_id: str, checkpoint_id: str) -> Check
         .where(Checkpoint.job_id == job_id, Checkpoint.id == checkpoint_id)
         .options(undefer(Checkpoint.data))
     )
-    return session.scalars(query).one_or_none()
+    return _load(session, session.scalars(query).one_or_none())
 
 
 def latest_with_data(session: Session, *, job_id: str, with_state: bool = False) -> Checkpoint | None:
@@ -40,7 +100,7 @@ def latest_with_data(session: Session, *, job_id: str, with_state: bool = False)
         .options(*options)
         .limit(1)
     )
-    return session.scalars(query).one_or_none()
+    return _load(session, session.scalars(query).one_or_none(), with_state=with_state)
 
 
 def _newest_first(job_id: str):
@@ -73,6 +133,9 @@ def prune(session: Session, *, job_id: str, keep_last: int, keep_best: int, mode
     keep |= {r.id for r in scored[:keep_best]}
     doomed = [r.id for r in rows if r.id not in keep]
     if doomed:
+        blobs = open_blobs(session)
+        for checkpoint_id in doomed:
+            blobs.delete_owned(checkpoint_id=checkpoint_id)
         session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.id.in_(doomed)))
     return doomed
 
