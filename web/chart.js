@@ -392,20 +392,21 @@ export class LineChart {
       cursor: { drag: { x: false, y: false }, points: { size: 8 } },
       scales: {
         x: { time: false, range: (u, min, max) => this.xRange(min, max) },
-        y: logY ? { distr: 3 } : { range: (u, min, max) => this.yRange(min, max) },
+        y: logY ? { distr: 3, range: (u, min, max) => uPlot.rangeLog(min, max, 10, false) }
+          : { range: (u, min, max) => this.yRange(min, max) },
       },
       axes: [
         {
           stroke: muted, font, labelFont: font, label: o.xLabel, labelSize: 18, size: 32,
           grid: { stroke: grid, width: 1, dash: [2, 4] }, ticks: { show: false },
-          values: (u, splits) => splits.map((v) => (o.xFormat ? o.xFormat(v) : fmtInt(v))),
+          values: (u, splits) => splits.map((v) => (!isNum(v) ? "" : o.xFormat ? o.xFormat(v) : fmtInt(v))),
         },
         {
           stroke: muted, font, size: 58, grid: { stroke: grid, width: 1 }, ticks: { show: false },
           values: (u, splits) => {
             const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : Math.abs(splits[0] || 1);
-            const ref = Math.max(...splits.map(Math.abs));
-            return splits.map((v) => (logY ? tickLabel(v, Math.abs(v) || 1, Math.abs(v)) : tickText(v, step || 1, ref)));
+            const ref = Math.max(...splits.filter(isNum).map(Math.abs));
+            return splits.map((v) => (!isNum(v) ? "" : logY ? tickLabel(v, Math.abs(v) || 1, Math.abs(v)) : tickText(v, step || 1, ref)));
           },
         },
       ],

@@ -16,6 +16,8 @@ const FIRST = ["loss", "val_loss", "val_accuracy", "train_loss"];
 const HIDDEN = new Set(["epoch_time_s", "samples_per_s"]);
 const SEEDS = "__seeds__";
 
+/** Wall-time ticks: 0.25s, 4.1s, 1m 05s. */
+const fmtWall = (v) => (Math.abs(v) < 10 ? `${Number(v.toPrecision(2))}s` : fmtSeconds(v));
 const colorOf = (i) => cssColor(`--c${i % 10}`);
 const metricOrder = (a, b) => {
   const ia = FIRST.indexOf(a);
@@ -187,7 +189,7 @@ export class CompareView {
       const best = nums.length > 1 ? (higher ? Math.max(...nums) : Math.min(...nums)) : null;
       return h("tr", { "data-testid": "final-row", "data-metric": name },
         h("th", { class: "mono path", scope: "row" }, name),
-        ...vals.map((v, i) => h("td", { class: `num${v === best && !/time|memory/.test(name) ? " best" : ""}`, "data-job-id": this.runs[i].id },
+        ...vals.map((v, i) => h("td", { class: `num${v === best && !/time|memory|bytes/.test(name) ? " best" : ""}`, "data-job-id": this.runs[i].id },
           isNum(v) ? fmtMetric(name, v) : "—")));
     });
     return h("div", { class: "table-scroll" },
@@ -248,7 +250,7 @@ export class CompareView {
     this.note.hidden = true;
     for (const metric of this.metrics) {
       const legend = h("div", { class: "legend" });
-      const fmtX = axis === "time" ? (v) => fmtSeconds(v) : axis === "epoch" ? (v) => String(Number(v.toFixed(2))) : null;
+      const fmtX = axis === "time" ? fmtWall : axis === "epoch" ? (v) => String(Number(v.toFixed(2))) : null;
       const chart = new LineChart({
         testid: "compare-chart", title: metric, xLabel: AXES[axis], integerX: axis === "step", logY: this.logY, tooltip,
         legend, xFormat: fmtX, height: 240,
@@ -289,7 +291,7 @@ export class CompareView {
         return;
       }
       const se = toSeries(metric, curve, mapX, this.alpha);
-      chart.add({ series: se, testid: `run-${i}`, color: r.color, label: r.name || r.id, markers: curve.step.length <= 30 });
+      chart.add({ series: se, testid: `run-${i}`, color: r.color, label: r.name || r.id, markers: curve.step.length <= 12 });
     });
   }
 
@@ -312,7 +314,7 @@ export class CompareView {
         hi.upsert(x, mean[k] + std[k], c.epoch[k]);
       }
       const label = `${Object.entries(grp.key).map(([p, v]) => `${p.split(".").pop()}=${v}`).join(" ")} (n=${grp.job_ids.length})`;
-      chart.add({ series: se, band: { lo, hi }, testid: `group-${i}`, color: colorOf(i), label, markers: c.step.length <= 30 });
+      chart.add({ series: se, band: { lo, hi }, testid: `group-${i}`, color: colorOf(i), label, markers: c.step.length <= 12 });
     });
   }
 }
