@@ -13,6 +13,8 @@ import numpy as np
 from trainyard.client.http import Http
 
 INLINE_MAX_BYTES = 8 * 1024 * 1024  # above this, arrays go as a multipart .npz upload
+CHUNKED_MIN_BYTES = 32 * 1024 * 1024  # files above this go as a resumable chunked upload
+PART_BYTES = 16 * 1024 * 1024
 _SENT_DTYPES = ("float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 
@@ -63,6 +65,14 @@ def _nbytes(value: Any) -> int:
         return 0
 
 
+class ChunkedUploadInterrupted(Exception):
+    """A chunked upload stopped part-way; ``upload_chunked(..., upload_id=e.upload_id)`` resumes it."""
+
+    def __init__(self, upload_id: str, cause: BaseException):
+        super().__init__(f"upload {upload_id} was interrupted ({cause}); resume it with upload_id={upload_id!r}")
+        self.upload_id = upload_id
+
+
 class Datasets:
     def __init__(self, http: Http):
         self._http = http
@@ -86,10 +96,48 @@ class Datasets:
         """An .npz, .npy (with ``targets``: the .npy of targets) or .csv (with
         ``target_columns``) file."""
         path = Path(path)
+        if targets is None and path.suffix.lower() in (".npz", ".csv") and path.stat().st_size > CHUNKED_MIN_BYTES:
+            columns = [target_columns] if isinstance(target_columns, str) else target_columns
+            return self.upload_chunked(path, name=name, task=task, target_columns=columns)
         extra = {"targets": (Path(targets).name, Path(targets).read_bytes())} if targets else {}
         columns = ",".join(target_columns) if isinstance(target_columns, list) else (target_columns or "")
         return self._upload(name or path.stem, (path.name, path.read_bytes()), task=task, extra=extra,
                             target_columns=columns)
+
+    def upload_chunked(self, path: str | Path, *, name: str | None = None, task: str = "classification",
+                       target_columns: list[str] | None = None, part_bytes: int = PART_BYTES,
+                       upload_id: str | None = None) -> Dataset:
+        """A large .npz or .csv through /v1/datasets/uploads: parts of ``part_bytes``, each with
+        its SHA-256, then complete. Resumable: given the ``upload_id`` of an interrupted upload
+        (``ChunkedUploadInterrupted.upload_id``), only the parts the server lacks are sent."""
+        import hashlib
+
+        path = Path(path)
+        size = path.stat().st_size
+        if upload_id is None:
+            whole = hashlib.sha256()
+            with open(path, "rb") as f:
+                while piece := f.read(8 * 1024 * 1024):
+                    whole.update(piece)
+            body = {"name": name or path.stem, "filename": path.name, "size_bytes": size, "part_bytes": part_bytes,
+                    "task": task, "target_columns": list(target_columns or []), "sha256": whole.hexdigest()}
+            upload_id = self._http.json("POST", "/v1/datasets/uploads", json=body)["id"]
+        state = self._http.json("GET", f"/v1/datasets/uploads/{upload_id}")
+        received, part_bytes = set(state["received"]), state["part_bytes"]
+        try:
+            with open(path, "rb") as f:
+                for n in range(state["parts"]):
+                    if n in received:
+                        continue
+                    f.seek(n * part_bytes)
+                    part = f.read(part_bytes)
+                    self._http.request("PUT", f"/v1/datasets/uploads/{upload_id}/parts/{n}", content=part,
+                                       headers={"X-Part-SHA256": hashlib.sha256(part).hexdigest(),
+                                                "Content-Type": "application/octet-stream"})
+        except Exception as exc:
+            raise ChunkedUploadInterrupted(upload_id, exc) from exc
+        done = self._http.json("POST", f"/v1/datasets/uploads/{upload_id}/complete")
+        return Dataset.from_api(done["dataset"])
 
     def _upload(self, name: str, file: tuple[str, bytes], *, task: str, extra: dict | None = None,
                 target_columns: str = "") -> Dataset:
