@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from api.deps import SettingsDep
+from config.settings import Settings
 
 LOCAL_OWNER = "local"
 
@@ -23,7 +24,8 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def current_owner(request: Request, settings: SettingsDep) -> str:
+def owner_of(request: Request, settings: Settings) -> str | None:
+    """The owner of the request's API key (``local`` without keys), or None for no valid key."""
     if not settings.api_keys:
         return LOCAL_OWNER
     key = _presented_key(request)
@@ -31,6 +33,13 @@ def current_owner(request: Request, settings: SettingsDep) -> str:
         for known, owner in settings.api_keys.items():
             if hmac.compare_digest(known.encode(), key.encode()):
                 return owner
+    return None
+
+
+def current_owner(request: Request, settings: SettingsDep) -> str:
+    owner = owner_of(request, settings)
+    if owner is not None:
+        return owner
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",

@@ -1,15 +1,24 @@
 """Error responses: every 4xx names the failing field as ``loc`` and a JSON ``pointer``."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 
 from engine.spec import SpecError
 from plan import PlanError
+
+log = logging.getLogger(__name__)
+
+# the database is away, hung or out of connections: the request may succeed if retried
+DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                        sa_exc.TimeoutError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def field_error(loc: list[Any], msg: str, type_: str = "value_error") -> dict[str, Any]:
@@ -24,7 +33,17 @@ class FieldError(Exception):
         self.loc, self.msg, self.status_code = loc, msg, status_code
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, retry_after_s: int = 5) -> None:
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable during %s %s: %s", request.method, request.url.path,
+                    str(exc).splitlines()[0][:300] if str(exc) else exc.__class__.__name__)
+        return JSONResponse(
+            status_code=503, headers={"Retry-After": str(retry_after_s)},
+            content={"detail": f"the database is unavailable ({exc.__class__.__name__}); retry in {retry_after_s} s"})
+
+    for cls in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(cls, _database)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [

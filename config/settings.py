@@ -46,7 +46,29 @@ class Settings(BaseSettings):
     max_running_per_owner: int = 16
     cap_retry_s: float = 2.0
 
-    max_request_bytes: int = 64 * 1024 * 1024
+    max_request_bytes: int = 64 * 1024 * 1024  # counted as the body arrives, whatever its framing
+    # a single-request file upload (.npz/.npy/.csv) is decoded in the API's memory: at most this
+    # many bytes of arrays (headers and declared sizes are checked before inflating), and a
+    # CSV's rows, columns and cells (counted before anything is allocated)
+    max_upload_inflated_bytes: int = 256 * 1024**2
+    max_csv_rows: int = 1_000_000
+    max_csv_columns: int = 10_000
+    max_csv_cells: int = 20_000_000
+    # database timeouts (store.db): a dead or black-holed database answers 503 with Retry-After
+    # (db_retry_after_s) within about db_ping_timeout_s + db_connect_timeout_s. PostgreSQL gets
+    # statement_timeout and the client waits for an answer that long plus 10 s at most;
+    # SQLite waits db_busy_timeout_s for a lock.
+    db_connect_timeout_s: float = 5.0
+    db_ping_timeout_s: float = 3.0
+    db_statement_timeout_s: float = 120.0
+    db_pool_timeout_s: float = 5.0
+    db_busy_timeout_s: float = 10.0
+    db_retry_after_s: int = 5
+    # how long an Idempotency-Key (POST /v1/jobs, /v1/datasets, /v1/sweeps) is remembered
+    idempotency_ttl_s: int = 24 * 3600
+    # requests one owner (or one unauthenticated client address) may make per minute, counted
+    # in Redis (0: no limit); past it a 429 with Retry-After
+    rate_limit_per_minute: int = 0
     max_dataset_samples: int = 1_000_000
     max_epochs: int = 1000
     # limits checked when a dataset or job is submitted (each violation is a 422 naming it)

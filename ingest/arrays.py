@@ -104,6 +104,8 @@ def to_targets(value: Any, task: str, n: int | None) -> np.ndarray:
         if arr.size and arr.max() >= MAX_CLASSES:
             raise IngestError(f"class indices must be below {MAX_CLASSES}")
         return arr.astype(np.int64)
+    if arr.ndim > 1 and math.prod(arr.shape[1:]) == 0:
+        raise IngestError(f"has no values per sample (shape {list(arr.shape)}); a regression target needs at least one")
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         raise IngestError("must not contain NaN or Infinity")

@@ -5,7 +5,7 @@ from alembic import context
 from sqlalchemy import text
 
 from config.settings import get_settings
-from store.db import get_engine
+from store.db import get_engine, without_timeouts
 from store.models import Base
 
 config = context.config
@@ -16,6 +16,7 @@ _LOCK_ID = 7_312_025  # serializes concurrent upgrades on PostgreSQL
 def run_migrations_online() -> None:
     engine = get_engine(url)
     with engine.connect() as connection:
+        without_timeouts(connection)  # an index build on a large table may take longer than a request may
         is_pg = connection.dialect.name == "postgresql"
         is_sqlite = connection.dialect.name == "sqlite"
         if is_sqlite:  # batch mode rebuilds tables: other tables' foreign keys must not fire meanwhile

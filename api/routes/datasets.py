@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile, status
+from fastapi.exceptions import RequestValidationError
 
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
@@ -15,6 +16,7 @@ from api.schemas.datasets import BuiltinCreate, DatasetCreate, DatasetList, Data
 from config.settings import Settings
 from ingest import IngestError, builtin, files, limits
 from ingest.heads import as_heads
+from ingest.limits import FileLimits
 from store import storage
 from store.repositories import datasets, jobs
 
@@ -50,7 +52,30 @@ def create_builtin(body: BuiltinCreate, session: SessionDep, settings: SettingsD
                   task=builtin.TASKS[body.builtin], source=f"builtin:{body.builtin}", loc=["body", "builtin"])
 
 
-@router.post("/upload", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
+UPLOAD_FIELDS = frozenset({"file", "name", "task", "targets", "target_columns"})
+
+
+async def _known_form_fields(request: Request) -> None:
+    """A form field the upload does not take (``owner``, ``id``, a typo) is a 422, as an
+    unknown key of a JSON body is, never silently dropped."""
+    form = await request.form()
+    unknown = sorted(set(form.keys()) - UPLOAD_FIELDS)
+    if unknown:
+        raise RequestValidationError([
+            {"loc": ["body", k], "msg": f"unknown field; the upload takes {', '.join(sorted(UPLOAD_FIELDS))}",
+             "type": "extra_forbidden"} for k in unknown[:20]])
+
+
+def file_limits(settings: Settings) -> FileLimits:
+    return FileLimits(max_bytes=min(settings.max_upload_inflated_bytes, settings.max_dataset_bytes),
+                      limit_name="max_upload_inflated_bytes" if settings.max_upload_inflated_bytes
+                      <= settings.max_dataset_bytes else "max_dataset_bytes",
+                      max_csv_rows=settings.max_csv_rows, max_csv_columns=settings.max_csv_columns,
+                      max_csv_cells=settings.max_csv_cells)
+
+
+@router.post("/upload", status_code=status.HTTP_201_CREATED, response_model=DatasetOut,
+             dependencies=[Depends(_known_form_fields)])
 def upload_dataset(
     session: SessionDep, settings: SettingsDep, owner: OwnerDep,
     file: Annotated[UploadFile, File(description=".npz (inputs, targets or targets.<head>), .npy or .csv")],
@@ -69,7 +94,7 @@ def upload_dataset(
             limits.check_file_size(targets.size, max_bytes=settings.max_dataset_bytes, field="targets")
         inputs, heads = files.read_upload(
             filename, file.file, task=task, targets=targets.file if targets is not None else None,
-            target_columns=[c.strip() for c in target_columns.split(",") if c.strip()])
+            target_columns=[c.strip() for c in target_columns.split(",") if c.strip()], limits=file_limits(settings))
     except IngestError as exc:
         raise FieldError(["body", exc.field or "file"], str(exc)) from exc
     return _store(session, settings, owner=owner, name=name, inputs=inputs, targets=heads, task=task,
@@ -119,7 +144,7 @@ def preview_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep, rows:
     for h, y in heads.items():
         if info.get(h, {}).get("task") == "classification":
             hist[h] = np.bincount(y.astype(np.int64).ravel()).tolist()
-        else:
+        elif y.size:
             stats[h] = {"min": float(y.min()), "max": float(y.max()), "mean": float(y.mean()), "std": float(y.std())}
     return DatasetPreview(id=ds.id, num_samples=ds.num_samples, input_shape=ds.input_shape,
                           input_dtype=ds.input_dtype, inputs=x[:k].tolist(),
