@@ -25,6 +25,7 @@ from api.routes import (
     uploads,
     usage,
     weights,
+    workers,
     zoo,
 )
 from config.settings import get_settings
@@ -41,7 +42,7 @@ def create_app() -> FastAPI:
     live.install(settings.redis_url)
     # compare (/jobs/compare, /jobs/groups) before jobs, whose /jobs/{job_id} would take those paths
     for module in (health, uploads, datasets, usage, weights, compare, job_validate, jobs, results, evaluate, predict,
-                   export, events, specs, sweeps, zoo):
+                   export, events, specs, sweeps, workers, zoo):
         app.include_router(module.router, prefix="/v1")
     docs.install(app)  # /docs and /redoc from web/vendor: no CDN
     web_dir = resources.files("web")

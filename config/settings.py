@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     queue: str = "training"
     device: str = "auto"  # auto (a GPU when cupy sees one) | cpu | cuda
     max_devices: int = 8  # ranks one data-parallel job may ask for
+    # The fleet (worker.fleet, GET /v1/workers): the GPUs this worker may use (all | none |
+    # 0,1,3), the address other hosts reach it at for multi-node jobs (default: its hostname),
+    # the ranks a CPU worker runs of one job (0: all; more are spread over hosts, for tests of
+    # placement), how often it heartbeats, after how long a silent one counts as gone, and how
+    # long a multi-node job's first host waits for the others to join.
+    gpus: str = "all"
+    worker_address: str | None = None
+    host_ranks: int = 0
+    worker_heartbeat_s: float = 5.0
+    worker_ttl_s: float = 30.0
+    join_timeout_s: float = 120.0
+    gpu_lock_dir: Path | None = None
     # API keys -> owner names, e.g. TRAINYARD_API_KEYS='{"k3y...": "alice"}'. Empty: no
     # authentication and every resource belongs to the owner "local" (the embedded default).
     api_keys: dict[str, str] = {}

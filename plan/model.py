@@ -68,6 +68,7 @@ class TrainingPlan(_Plan):
     init: InitPlan | None = None
     flops_per_sample: int = Field(default=0, ge=0, description="one forward pass of one sample")
     val_samples: int = Field(default=0, ge=0)
+    device_kind: Literal["cpu", "gpu"] = Field(default="cpu", description="the queue it runs from (config.queues)")
 
     @property
     def epoch_flops(self) -> int:

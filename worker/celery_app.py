@@ -6,6 +6,7 @@ from celery import Celery, signals
 from config import queues
 from config.settings import get_settings
 from store import live
+from worker.fleet import Presence
 from worker.supervision import WORKER_SHUTDOWN, Reaper
 
 settings = get_settings()
@@ -31,7 +32,22 @@ app.conf.update(
 
 
 def send_train(job_id: str, countdown: float | None = None) -> None:
-    app.send_task(queues.TRAIN, args=[job_id], queue=settings.queue, countdown=countdown)
+    """Send job ``job_id``'s train task to the queue of its plan's device kind."""
+    from store.db import session_scope
+    from store.repositories import workers
+
+    with session_scope(settings.resolved_database_url) as session:
+        kind = workers.device_kind_of_job(session, job_id=job_id)
+    app.send_task(queues.TRAIN, args=[job_id], queue=queues.name(settings.queue, kind), countdown=countdown)
+
+
+def send_join(job_id: str, attempt: int, address: str, port: int, world: int, per_node: int,
+              countdown: float | None = None) -> None:
+    """Ask another host of this worker's kind to run its share of a multi-node job (``worker.nodes``)."""
+    from worker.fleet import _identity
+
+    app.send_task(queues.JOIN, args=[job_id, attempt, address, port, world, per_node],
+                  queue=_identity(settings).queue, countdown=countdown)
 
 
 _reaper: Reaper | None = None
@@ -42,6 +58,22 @@ def _start_reaper(**_) -> None:
     global _reaper
     _reaper = Reaper(settings.resolved_database_url, settings.reaper_interval_s, settings.requeue_after_s, send_train)
     _reaper.start()
+
+
+_presence: Presence | None = None
+
+
+@signals.worker_ready.connect
+def _join_fleet(**_) -> None:
+    global _presence
+    _presence = Presence(settings)
+    _presence.start()
+
+
+@signals.worker_shutdown.connect
+def _leave_fleet(**_) -> None:
+    if _presence is not None:
+        _presence.stop()
 
 
 @signals.worker_shutting_down.connect

@@ -59,9 +59,12 @@ def _cupy_count() -> int:
 
 
 def visible(count: Callable[[], int] = _cupy_count, environ: dict[str, str] | None = None) -> list[Gpu]:
-    """The GPUs this process sees: cupy's device count, labelled by CUDA_VISIBLE_DEVICES."""
+    """The GPUs this process sees: cupy's device count, labelled by CUDA_VISIBLE_DEVICES.
+    TRAINYARD_FAKE_GPUS=N (tests only, on machines without GPUs) claims N instead: such a
+    worker joins the GPU queue and holds "GPUs" while its ranks compute on the CPU."""
     env = os.environ if environ is None else environ
-    n = count()
+    fake = env.get("TRAINYARD_FAKE_GPUS", "")
+    n = int(fake) if fake.isdigit() else count()
     labels = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     return [Gpu(i, labels[i] if i < len(labels) else str(i)) for i in range(n)]
 

@@ -2,15 +2,28 @@
 from __future__ import annotations
 
 from config import queues
-from worker.celery_app import app, settings
+from worker import fleet, nodes
+from worker.celery_app import app, send_train, settings
 from worker.evaluation import run_evaluation
 from worker.lifecycle import run_job
 
 
 @app.task(name=queues.TRAIN)
 def train(job_id: str) -> str:
-    """Train job ``job_id``; returns the outcome ('succeeded', 'failed' or 'skipped')."""
-    return run_job(job_id, settings)
+    """Train job ``job_id``; returns the outcome ('succeeded', 'failed', 'skipped' or 'deferred').
+    The job's GPUs on this host are held around the claim and the attempt (``worker.fleet.hold``);
+    too few free now: 'deferred', the message goes back to the queue."""
+    with fleet.hold(job_id, settings) as held:
+        if held is None:
+            send_train(job_id, countdown=settings.cap_retry_s)
+            return "deferred"
+        return run_job(job_id, settings)
+
+
+@app.task(name=queues.JOIN)
+def join(job_id: str, attempt: int, address: str, port: int, world: int, per_node: int) -> str:
+    """Run this host's ranks of a multi-node job (``worker.nodes.join``)."""
+    return nodes.join(job_id, attempt, address, port, world, per_node, settings)
 
 
 @app.task(name=queues.EVALUATE, bind=True, max_retries=8)

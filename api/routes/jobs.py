@@ -12,6 +12,7 @@ from api import cursors, initweights, queue
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
+from api.routes.workers import route as route_to_queue
 from api.schemas.jobs import JobList, JobOut, JobPatch, JobQuery
 from config.settings import Settings
 from ingest import DatasetFacts
@@ -48,6 +49,7 @@ def create_job(session: Session, body: JobCreate, settings: Settings, owner: str
     data = dataset_facts(session, body.dataset_id, ["body", "dataset_id"], owner)
     val = dataset_facts(session, val_id, ["body", "training", "validation_dataset_id"], owner) if val_id else None
     plan = plan_job(body, data, settings, validation=val)
+    plan = plan.model_copy(update={"device_kind": route_to_queue(session, body.training, settings)})
     if body.training.init is not None:
         plan = plan.model_copy(update={"init": initweights.resolve(session, body.training.init, plan, owner)})
     return jobs.create(
@@ -64,7 +66,7 @@ def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owne
     out = JobOut.from_row(job)
     out.estimate = estimate_for(session, TrainingPlan.model_validate(job.plan))
     try:
-        queue.enqueue_training(settings, job.id)
+        queue.enqueue_training(settings, job.id, job.plan["device_kind"])
         jobs.mark_enqueued(session, job_id=job.id)
     except Exception:
         log.exception("could not enqueue job %s; the reaper will send it when the broker is back", job.id)

@@ -26,7 +26,7 @@ from plan import sweep as sweep_plan
 from plan.request import JobCreate
 from store import storage
 from store.models import JobStatus, Sweep
-from store.repositories import jobs, sweeps
+from store.repositories import jobs, sweeps, workers
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def create_sweep(body: sweep_plan.SweepCreate, session: SessionDep, settings: Se
     session.commit()  # the worker must find the rows before the messages arrive
     for job_id in launched:
         try:
-            queue.enqueue_training(settings, job_id)
+            queue.enqueue_training(settings, job_id, workers.device_kind_of_job(session, job_id=job_id))
             jobs.mark_enqueued(session, job_id=job_id)
         except Exception:
             log.exception("could not enqueue trial job %s; the reaper will send it when the broker is back", job_id)

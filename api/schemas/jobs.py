@@ -43,6 +43,7 @@ class PlanOut(BaseModel):
     init: InitPlan | None = None
     flops_per_sample: int = 0
     val_samples: int = 0
+    device_kind: str = "cpu"  # the queue (worker kind) it runs from: cpu | gpu
 
 
 class JobOut(BaseModel):

@@ -35,8 +35,8 @@ def test_submit_commits_then_enqueues(client, settings, dataset_id):
     assert [j["id"] for j in client.get("/v1/jobs").json()["items"]] == [job["id"]]
     # the Celery message waits in the job queue, naming the job
     broker = redis.Redis.from_url(settings.redis_url)
-    assert broker.llen(settings.queue) == 1
-    assert job["id"].encode() in broker.lindex(settings.queue, 0)
+    assert broker.llen(f"{settings.queue}.cpu") == 1  # no GPU worker is live: the CPU queue
+    assert job["id"].encode() in broker.lindex(f"{settings.queue}.cpu", 0)
     assert client.get(f"/v1/jobs/{job['id']}/metrics").json() == {"job_id": job["id"], "steps": [], "epochs": [],
                                                                "series": {}, "last_step": 0}
     assert client.get(f"/v1/jobs/{job['id']}/checkpoints").json() == {"items": []}
@@ -76,7 +76,7 @@ def test_bad_jobs_are_rejected_naming_the_field(client, settings, row_counts, da
     assert any(e["loc"] == loc for e in errs), errs
     assert any(words in e["msg"] for e in errs), errs
     assert row_counts() == before
-    assert redis.Redis.from_url(settings.redis_url).llen(settings.queue) == 0
+    assert redis.Redis.from_url(settings.redis_url).llen(f"{settings.queue}.cpu") == 0
 
 
 def test_unknown_job_is_404(client):

@@ -61,7 +61,7 @@ def test_a_grid_sweep_plans_six_trials_and_launches_two(client, settings, datase
     with session_scope(settings.resolved_database_url) as s:
         assert {j.sweep_id for j in s.scalars(select(Job))} == {sweep["id"]}
     broker = redis.Redis.from_url(settings.redis_url)
-    assert broker.llen(settings.queue) == 2
+    assert broker.llen(f"{settings.queue}.cpu") == 2
     assert client.get(f"/v1/sweeps/{sweep['id']}").json()["trials"] == trials
     listed = client.get("/v1/sweeps").json()["items"]
     assert [s["id"] for s in listed] == [sweep["id"]] and listed[0]["progress"]["trials_started"] == 2

@@ -203,7 +203,7 @@ def test_duplicated_message_trains_once(cluster, dataset_id):
         job_id = submit(client, dataset_id, epochs=1)
     sender = Celery(broker=cluster.env["REDIS_URL"])
     for _ in range(2):
-        sender.send_task("trainyard.train", args=[job_id], queue=cluster.env["TRAINYARD_QUEUE"])
+        sender.send_task("trainyard.train", args=[job_id], queue=f"{cluster.env['TRAINYARD_QUEUE']}.cpu")
     rows = wait_until(lambda: terminal(cluster, [job_id]), 60, "the job")
     time.sleep(1.0)  # let the extra deliveries be consumed
     job = job_rows(cluster, [job_id])[job_id]

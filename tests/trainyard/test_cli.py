@@ -16,6 +16,7 @@ def execs(monkeypatch, tmp_path):
     calls: list[list[str]] = []
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setattr(os, "execv", lambda path, args: calls.append(list(args)))
+    monkeypatch.setattr(os, "execve", lambda path, args, env: calls.append(list(args)))
     get_settings.cache_clear()
     yield calls
     get_settings.cache_clear()
@@ -33,9 +34,22 @@ def test_api_defaults_come_from_the_settings(monkeypatch, execs, tmp_path):
 
 def test_worker_listens_on_the_configured_queue(monkeypatch, execs):
     monkeypatch.setenv("TRAINYARD_QUEUE", "gpu-a")
-    cli.main(["worker", "--concurrency", "2"])
-    assert execs == [worker_command("gpu-a", concurrency=2)]
-    assert execs[0][execs[0].index("--queues") + 1] == "gpu-a"
+    cli.main(["worker", "--concurrency", "2", "--gpus", "none"])
+    assert execs == [worker_command("gpu-a.cpu", concurrency=2)]  # no GPUs: the CPU queue
+    assert execs[0][execs[0].index("--queues") + 1] == "gpu-a.cpu"
+
+
+def test_worker_environment_limits_the_processes_to_their_gpus():
+    from trainyard.commands import worker_environment
+
+    env, n = worker_environment("1,3", {"CUDA_VISIBLE_DEVICES": "4,5,6,7"})
+    assert (env["CUDA_VISIBLE_DEVICES"], env["TRAINYARD_GPUS"], n) == ("5,7", "all", 2)
+    env, n = worker_environment("all", {}, count=lambda: 8)
+    assert (env["TRAINYARD_GPUS"], n) == ("all", 8) and "CUDA_VISIBLE_DEVICES" not in env
+    env, n = worker_environment("none", {"CUDA_VISIBLE_DEVICES": "0"})
+    assert (env["CUDA_VISIBLE_DEVICES"], n) == ("", 0)  # a CPU worker even on a GPU host
+    with pytest.raises(ValueError, match="has 4 GPUs"):
+        worker_environment("4", {"CUDA_VISIBLE_DEVICES": "4,5,6,7"})
 
 
 def test_settings_from_reads_the_given_environment_only(monkeypatch):

@@ -72,8 +72,40 @@ def api(host: Host = None, port: Port = None) -> None:
 
 
 def worker(pool: Annotated[str, typer.Option(help="Celery pool")] = "solo",
-           concurrency: Annotated[int, typer.Option(help="tasks at once")] = 1) -> None:
-    """Run only a Celery worker on TRAINYARD_QUEUE (after migrating the database)."""
+           concurrency: Annotated[int, typer.Option(help="tasks at once")] = 1,
+           gpus: Annotated[str | None, typer.Option(help="GPUs this host's workers use: all, none or e.g. 0,1,3 "
+                                                         "(default: TRAINYARD_GPUS, all)")] = None,
+           processes: Annotated[int, typer.Option(help="worker processes sharing those GPUs, one job each at a "
+                                                       "time (default: one per GPU; 1 without GPUs)")] = 0) -> None:
+    """Run this host's Celery workers (after migrating the database): with GPUs on the GPU
+    queue, one process per GPU by default, each job holding the GPUs it asks for; without,
+    one process on the CPU queue. Several processes are supervised (restarted when one dies)."""
+    from config import queues
+    from trainyard.commands import worker_environment
+    from trainyard.processes import Child, supervise
+
     migrate()
-    command = worker_command(get_settings().queue, pool=pool, concurrency=concurrency)
-    os.execv(command[0], command)
+    try:
+        env, n_gpus = worker_environment(gpus, dict(os.environ))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--gpus") from exc
+    queue = queues.name(get_settings().queue, queues.GPU if n_gpus else queues.CPU)
+    n = processes or max(n_gpus, 1)
+    if n == 1:
+        command = worker_command(queue, pool=pool, concurrency=concurrency)
+        os.execve(command[0], command, env)
+    children = [Child(f"worker-{i}", worker_command(queue, pool=pool, concurrency=concurrency,
+                                                    hostname=f"worker{i}@%h"), env, stop_timeout=60)
+                for i in range(n)]
+    stopping = False
+
+    def _stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"trainyard worker: {n} processes on {queue}" + (f" sharing {n_gpus} GPUs" if n_gpus else ""), flush=True)
+    for child in children:
+        child.start()
+    supervise(children, lambda: stopping, report=lambda m: print(f"trainyard worker: {m}", file=sys.stderr))
