@@ -23,16 +23,97 @@ export function formatJson(value, indent = 0) {
   return JSON.stringify(value);
 }
 
-/** Where a JSON.parse error points, as "line L, column C" (or null). */
-export function errorPosition(text, err) {
-  const msg = String(err && err.message ? err.message : err);
-  const lc = /line (\d+) column (\d+)/.exec(msg);
-  if (lc) return { line: Number(lc[1]), column: Number(lc[2]) };
-  const pos = /position (\d+)/.exec(msg);
-  if (!pos) return null;
-  const before = text.slice(0, Number(pos[1]));
-  const lines = before.split("\n");
-  return { line: lines.length, column: lines[lines.length - 1].length + 1, offset: Number(pos[1]) };
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/** The offset of the first JSON syntax error in `text` (its length for an early end), or -1 if
+ *  there is none. JSON.parse's messages do not always say where (V8: "Unexpected token"). */
+export function syntaxErrorAt(text) {
+  let i = 0;
+  const fail = () => {
+    throw i;
+  };
+  const ws = () => {
+    while (i < text.length && " \t\n\r".includes(text[i])) i += 1;
+  };
+  const string = () => {
+    i += 1;
+    while (i < text.length) {
+      const c = text[i];
+      if (c === '"') {
+        i += 1;
+        return;
+      }
+      if (c < " ") fail();
+      i += c === "\\" ? 2 : 1;
+    }
+    fail();
+  };
+  const list = (close, item) => {
+    i += 1;
+    ws();
+    if (text[i] === close) {
+      i += 1;
+      return;
+    }
+    for (;;) {
+      item();
+      ws();
+      if (text[i] === close) {
+        i += 1;
+        return;
+      }
+      if (text[i] !== ",") fail();
+      i += 1;
+    }
+  };
+  const value = () => {
+    ws();
+    const c = text[i];
+    if (c === "{") {
+      return list("}", () => {
+        ws();
+        if (text[i] !== '"') fail();
+        string();
+        ws();
+        if (text[i] !== ":") fail();
+        i += 1;
+        value();
+      });
+    }
+    if (c === "[") return list("]", value);
+    if (c === '"') return string();
+    NUMBER.lastIndex = i;
+    const m = NUMBER.exec(text);
+    if (m) {
+      i += m[0].length;
+      return undefined;
+    }
+    for (const word of ["true", "false", "null"]) {
+      if (text.startsWith(word, i)) {
+        i += word.length;
+        return undefined;
+      }
+    }
+    return fail();
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail();
+    return -1;
+  } catch (at) {
+    if (typeof at === "number") return at;
+    throw at;
+  }
+}
+
+/** A syntax error of `text` as "line L, column C: unexpected ..." (null if it parses). */
+export function describeSyntaxError(text) {
+  const at = syntaxErrorAt(text);
+  if (at < 0) return null;
+  const lines = text.slice(0, at).split("\n");
+  const what = at >= text.length ? "the text ends too early" : `unexpected ${JSON.stringify(text[at])}`;
+  return `line ${lines.length}, column ${lines[lines.length - 1].length + 1}: ${what}`;
 }
 
 export class JsonEditor {
@@ -94,9 +175,8 @@ export class JsonEditor {
       this.clearError();
       return { ok: true, value };
     } catch (err) {
-      const at = errorPosition(text, err);
-      const reason = String(err.message).replace(/^JSON\.parse: /, "").replace(/ in JSON at position \d+.*$/, "");
-      this.showError(`Not valid JSON${at ? ` at line ${at.line}, column ${at.column}` : ""}: ${reason}`);
+      const where = describeSyntaxError(text);
+      this.showError(`Not valid JSON${where ? ` at ${where}` : `: ${err.message}`}`);
       return { ok: false, error: err };
     }
   }
