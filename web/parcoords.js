@@ -1,7 +1,7 @@
 // A parallel-coordinates plot on a canvas: one vertical axis per dimension (a sweep's
 // parameters, then its metric), one polyline per item (a trial), coloured by the last
-// dimension. Numeric axes are linear, or logarithmic when positive and spanning more than
-// two decades; anything else is categorical (its values spread evenly). Hovering a line
+// dimension. Numeric axes are linear, or logarithmic when positive and spanning 30x or more
+// (1.5 decades); anything else is categorical (its values spread evenly). Hovering a line
 // shows its item; the plot says what it drew in data-lines / data-axes.
 
 import { cssColor } from "./chart.js";
@@ -20,7 +20,7 @@ export function axisScale(values) {
   }
   let lo = Math.min(...present);
   let hi = Math.max(...present);
-  const log = lo > 0 && hi / lo > 100;
+  const log = lo > 0 && hi / lo >= 30;
   const f = log ? Math.log10 : (x) => x;
   if (hi === lo) {
     lo -= Math.abs(lo) * 0.1 || 1;
@@ -114,6 +114,7 @@ export class ParallelCoordinates {
     const text = cssColor("--text");
     const muted = cssColor("--muted");
     const axisColor = cssColor("--border-strong");
+    const panel = cssColor("--panel", "#fff");
     const font = getComputedStyle(document.body).fontFamily;
     // lines, the hovered one last and thick
     const items = (this.items || []).filter((it) => it !== this.hot);
@@ -145,9 +146,16 @@ export class ParallelCoordinates {
       g.fillStyle = muted;
       g.font = `11px ${font}`;
       const ticks = ax.scale.ticks.length > 8 ? ax.scale.ticks.filter((_, k) => k % Math.ceil(ax.scale.ticks.length / 8) === 0) : ax.scale.ticks;
+      const last = i === this.axes.length - 1;
       for (const t of ticks) {
-        g.textAlign = i === this.axes.length - 1 ? "right" : "left";
-        g.fillText(t.text, i === this.axes.length - 1 ? x - 5 : x + 5, this.y(t.at) + (t.at === 0 ? -3 : t.at === 1 ? 11 : 4));
+        const tx = last ? x - 5 : x + 5;
+        const ty = this.y(t.at) + (t.at === 0 ? -3 : t.at === 1 ? 11 : 4);
+        const w = g.measureText(t.text).width;
+        g.fillStyle = panel; // a backing so the lines do not run through the label
+        g.fillRect(last ? tx - w - 2 : tx - 2, ty - 10, w + 4, 13);
+        g.fillStyle = muted;
+        g.textAlign = last ? "right" : "left";
+        g.fillText(t.text, tx, ty);
       }
     });
   }
