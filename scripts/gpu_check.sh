@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check for engine core: the differential tests on device "cuda" (pytest -m gpu, cupy
-# backed, torch as oracle) and the core benchmark with --device cuda.
+# backed, torch as oracle; with the autocast and fused-kernel tests), the core benchmark with
+# --device cuda and the training-step benchmark (bench/engine_gpu.py, fp32 and mixed precision).
 #
 #   scripts/gpu_check.sh            # on a machine with an NVIDIA GPU, cupy and torch
 #   PYTHON=python3.12 scripts/gpu_check.sh
@@ -27,6 +28,9 @@ $PY bench/engine_core.py --device cuda --repeat 3 --json "$LOG_DIR/bench_cuda.js
     2>&1 | tee "$LOG_DIR/bench_cuda.log"
 $PY bench/distributed.py --device cuda --repeat 3 --json "$LOG_DIR/bench_distributed_cuda.json" \
     2>&1 | tee "$LOG_DIR/bench_distributed_cuda.log"
+# Whole training steps on the GPU, engine vs torch CUDA, fp32 and 16-mixed, each side in its own
+# process (ResNet-18 3x32x32 b256, TransformerEncoder d128 b256, LSTM h256 b256): bench/README.md.
+$PY bench/engine_gpu.py --json "$LOG_DIR/bench_engine_gpu.json" 2>&1 | tee "$LOG_DIR/bench_engine_gpu.log"
 # The worker's training loop on the GPU (TRAINYARD_DEVICE=cuda, SQLite): training, exact
 # resume from checkpoints, schedulers. GPU_WHEELS names a folder of wheels for the service
 # packages (sqlalchemy, alembic, pydantic-settings) where the GPU machine lacks them.
@@ -36,7 +40,7 @@ if [ -n "${GPU_WHEELS:-}" ]; then
 fi
 if $PY -c "import sqlalchemy, alembic, pydantic_settings" 2>/dev/null; then
     TRAINYARD_DEVICE=cuda $PY -m pytest -q tests/worker/test_training.py tests/worker/test_resume.py \
-        tests/worker/test_schedules.py -p no:cacheprovider -o addopts="--import-mode=importlib -rfE" 2>&1 \
+        tests/worker/test_schedules.py tests/worker/test_precision.py -p no:cacheprovider -o addopts="--import-mode=importlib -rfE" 2>&1 \
         | tee "$LOG_DIR/gpu_worker.log" | tail -15
     [ "${PIPESTATUS[0]}" = 0 ] || rc=1
 else
