@@ -18,7 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def reclaim(session: Session) -> None:
-    """After a committed delete: hand SQLite's free pages back to the file system."""
+    """After a committed delete: remove the chunk files of filesystem blobs whose owner went
+    (deleted by a cascade; files younger than an hour wait, they may be a write in flight)
+    and hand SQLite's free pages back to the file system."""
+    from store.blobs import open_blobs
+
+    try:
+        open_blobs(session).collect()
+    except OSError as exc:  # the volume is away: the next deletion collects
+        log.info("could not collect orphaned blob files now: %s", exc)
     bind = session.get_bind()
     if bind.dialect.name != "sqlite":
         return
