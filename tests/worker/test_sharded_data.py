@@ -182,3 +182,47 @@ def test_a_job_on_a_sharded_dataset_trains_exactly_as_on_the_same_data_inline(se
         np.testing.assert_array_equal(w_sharded[k], w_inline[k])
     for k in ("train_loss", "val_loss", "val_accuracy"):
         assert m_sharded[k] == m_inline[k]
+
+
+_RSS_CHILD = r"""
+import sys, numpy as np
+from engine.utils.data import SequentialSampler
+from worker import data
+
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+
+path, n, release = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+inputs = data.MappedArray(path, "uint8", [n, 3072], release_bytes=release)
+targets = np.zeros(n, np.int64)
+loader = data.sharded_loader(inputs, [targets], ["classification"], np.arange(n), SequentialSampler(range(n)),
+                             512, "cpu")
+before, peak, seen = rss(), 0, 0
+for xb, yb in loader:
+    seen += xb.shape[0]
+    peak = max(peak, rss())
+print(before, peak, seen)
+"""
+
+
+@pytest.mark.parametrize("release_mb", [16, None])
+def test_reading_a_mapped_dataset_keeps_the_rss_far_below_its_size(tmp_path, release_mb):
+    """A 192 MB uint8 dataset read whole through the maps: RSS grows by well under half of it
+    (the pages read are handed back every 16 MB); without the release it grows by all of it."""
+    import subprocess
+    import sys
+
+    n = 192 * 1024**2 // 3072
+    path = tmp_path / "inputs"
+    np.random.default_rng(0).integers(0, 256, size=(n, 3072), dtype=np.uint8).tofile(path)
+    release = release_mb * 1024**2 if release_mb else 1 << 62
+    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), str(n), str(release)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    before, peak, seen = map(int, proc.stdout.split())
+    assert seen == n
+    grown = peak - before
+    if release_mb:
+        assert grown < 64 * 1024**2, grown
+    else:
+        assert grown > 160 * 1024**2, grown  # the mapped pages stay: what the release prevents
