@@ -360,3 +360,20 @@ class BlobChunk(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True, nullable=True)
+
+
+class IdempotencyKey(Base):
+    """The answer a POST with an ``Idempotency-Key`` got, written in the transaction that
+    created its resource, so a client that retries (say after a timeout) gets that answer
+    again instead of a second resource. Keys belong to an owner and expire (``expires_at``)."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(100))  # the method and route, e.g. "POST /v1/jobs"
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the scope and the canonical body
+    status_code: Mapped[int] = mapped_column(SmallInteger)
+    response: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

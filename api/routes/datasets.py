@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
+from api.idempotency import IdempotencyDep
 from api.schemas.datasets import BuiltinCreate, DatasetCreate, DatasetList, DatasetOut, DatasetPreview
 from config.settings import Settings
 from ingest import IngestError, builtin, files, limits
@@ -38,9 +39,13 @@ def _store(session, settings: Settings, *, owner, name, inputs, targets, task, s
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
-def create_dataset(body: DatasetCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> DatasetOut:
-    return _store(session, settings, owner=owner, name=body.name, inputs=body.inputs, targets=body.targets,
-                  task=body.task, source="inline", loc=["body", "inputs"])
+def create_dataset(body: DatasetCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep,
+                   idempotent: IdempotencyDep) -> DatasetOut:
+    idempotent.replay(session)
+    out = _store(session, settings, owner=owner, name=body.name, inputs=body.inputs, targets=body.targets,
+                 task=body.task, source="inline", loc=["body", "inputs"])
+    idempotent.remember(session, status.HTTP_201_CREATED, out)
+    return out
 
 
 @router.post("/builtin", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)

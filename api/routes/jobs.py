@@ -12,6 +12,7 @@ from api import cursors, initweights, queue
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
+from api.idempotency import IdempotencyDep
 from api.routes.workers import route as route_to_queue
 from api.schemas.jobs import JobList, JobOut, JobPatch, JobQuery
 from config.settings import Settings
@@ -60,11 +61,15 @@ def create_job(session: Session, body: JobCreate, settings: Settings, owner: str
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
-def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> JobOut:
+def submit_job(body: JobCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep,
+               idempotent: IdempotencyDep) -> JobOut:
+    idempotent.replay(session)  # a retry with the same Idempotency-Key gets the first answer
     job = create_job(session, body, settings, owner)
-    session.commit()  # the worker must find the row before the message arrives
+    session.flush()
     out = JobOut.from_row(job)
     out.estimate = estimate_for(session, TrainingPlan.model_validate(job.plan))
+    idempotent.remember(session, status.HTTP_202_ACCEPTED, out)
+    session.commit()  # the worker must find the row before the message arrives
     try:
         queue.enqueue_training(settings, job.id, job.plan["device_kind"])
         jobs.mark_enqueued(session, job_id=job.id)

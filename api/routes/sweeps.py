@@ -17,6 +17,7 @@ from api import queue
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
+from api.idempotency import IdempotencyDep
 from api.routes.jobs import create_job
 from api.schemas.sweeps import SweepList, SweepOut, SweepSummary, summary, trials_of
 from config.settings import Settings
@@ -108,9 +109,10 @@ def sweep_out(session: Session, sweep: Sweep) -> SweepOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepOut)
 def create_sweep(body: sweep_plan.SweepCreate, session: SessionDep, settings: SettingsDep,
-                 owner: OwnerDep) -> SweepOut:
+                 owner: OwnerDep, idempotent: IdempotencyDep) -> SweepOut:
     """Check the space and plan every trial (a 422 naming the field or the trial, with nothing
     written), store the sweep, and launch its first ``max_concurrent`` trials."""
+    idempotent.replay(session)
     space = sweep_plan.build(body, settings)
     planned = plan_trials(session, body.base, space, settings, owner)
     _check_metric(body.metric, planned)
@@ -121,6 +123,8 @@ def create_sweep(body: sweep_plan.SweepCreate, session: SessionDep, settings: Se
         trials=list(zip(space.trials, planned)),
     )
     launched = sweeps.advance(session, sweep_id=sweep.id)
+    out = sweep_out(session, sweep)
+    idempotent.remember(session, status.HTTP_201_CREATED, out)
     session.commit()  # the worker must find the rows before the messages arrive
     for job_id in launched:
         try:
@@ -128,7 +132,7 @@ def create_sweep(body: sweep_plan.SweepCreate, session: SessionDep, settings: Se
             jobs.mark_enqueued(session, job_id=job_id)
         except Exception:
             log.exception("could not enqueue trial job %s; the reaper will send it when the broker is back", job_id)
-    return sweep_out(session, sweep)
+    return out
 
 
 @router.get("", response_model=SweepList)
