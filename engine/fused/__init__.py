@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -30,12 +31,30 @@ def enabled(xp: Any) -> bool:
     return _ON[0] and xp is not np and xp.__name__ == "cupy"
 
 
+_BROKEN: set = set()  # kernels that did not compile here: the plain path serves their ops
+
+
+def _launch(spec: tuple, *args: Any) -> Any:
+    """Run one kernel: its outputs, or None when it cannot be compiled on this machine (warned
+    once; the caller then takes the plain path, which the kernel has not touched)."""
+    if spec in _BROKEN:
+        return None
+    try:
+        return _k.build(spec)(*args)
+    except Exception as exc:
+        if type(exc).__name__ not in ("CompileException", "NVRTCError"):
+            raise
+        _BROKEN.add(spec)
+        warnings.warn(f"engine.fused: kernel {spec[3]} does not compile here ({exc}); using the plain path",
+                      RuntimeWarning, stacklevel=3)
+        return None
+
+
 def unscale_check_(xp: Any, g: Any, inv_scale: float, found: Any) -> bool:
     """g *= inv_scale in place, found[0] = 1 if any g was inf/NaN: one kernel (GradScaler)."""
     if not enabled(xp) or g.dtype.kind != "f" or not g.flags.c_contiguous:
         return False
-    _k.build(_k.UNSCALE)(np.float32(inv_scale), g, found)
-    return True
+    return _launch(_k.UNSCALE, np.float32(inv_scale), g, found) is not None
 
 
 def sgd_step(state: Any, p: Any, lr: float, momentum: float, dampening: float, wd: float,
@@ -46,8 +65,7 @@ def sgd_step(state: Any, p: Any, lr: float, momentum: float, dampening: float, w
         return False
     f32 = np.float32
     if momentum == 0:
-        _k.build(_k.SGD_PLAIN)(gd, f32(lr), f32(wd), np.int32(maximize), pd)
-        return True
+        return _launch(_k.SGD_PLAIN, gd, f32(lr), f32(wd), np.int32(maximize), pd) is not None
     from engine.tensor import Tensor
 
     st = state[p]
@@ -55,9 +73,11 @@ def sgd_step(state: Any, p: Any, lr: float, momentum: float, dampening: float, w
     first = b is None
     if first:
         b = st["momentum_buffer"] = Tensor._wrap(_xp(pd).empty_like(gd))
-    _k.build(_k.SGD)(gd, f32(lr), f32(momentum), f32(1 - dampening), f32(wd), np.int32(nesterov),
-                     np.int32(maximize), np.int32(first), pd, b._data)
-    return True
+    done = _launch(_k.SGD, gd, f32(lr), f32(momentum), f32(1 - dampening), f32(wd), np.int32(nesterov),
+                   np.int32(maximize), np.int32(first), pd, b._data) is not None
+    if not done and first:
+        del st["momentum_buffer"]  # the plain path makes it from the gradient
+    return done
 
 
 def adam_update(xp: Any, beta1: float, beta2: float, eps: float, bc2_sqrt: float, step_size: float,
@@ -68,9 +88,8 @@ def adam_update(xp: Any, beta1: float, beta2: float, eps: float, bc2_sqrt: float
     if not all(a.flags.c_contiguous for a in (param, g, m, v)):
         return False
     f32 = np.float32
-    _k.build(_k.ADAM)(g, f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(eps), f32(bc2_sqrt),
-                      f32(step_size), param, m, v)
-    return True
+    return _launch(_k.ADAM, g, f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(eps), f32(bc2_sqrt),
+                   f32(step_size), param, m, v) is not None
 
 
 def gelu(input: Any, approximate: str) -> Any:
@@ -84,13 +103,16 @@ def gelu(input: Any, approximate: str) -> Any:
     xp = _xp(x)
     x = xp.ascontiguousarray(x)
     tanh = np.int32(approximate == "tanh")
-    out = wrap(_k.build(_k.GELU_FWD)(x, tanh))
+    y = _launch(_k.GELU_FWD, x, tanh)
+    if y is None:
+        return None
+    out = wrap(y)
     if STATE.enabled and input.requires_grad:
         def backward(g: Any, _: Any) -> tuple:
-            if STATE.enabled:  # create_graph: the differentiable formula on Tensors
+            dx = None if STATE.enabled else _launch(_k.GELU_BWD, xp.ascontiguousarray(g._data), x, tanh)
+            if dx is None:  # create_graph (or no kernel): the differentiable formula on Tensors
                 return (g * _gelu_grad_tensor(input, approximate),)
-            gd = xp.ascontiguousarray(g._data)
-            return (wrap(_k.build(_k.GELU_BWD)(gd, x, tanh)),)
+            return (wrap(dx),)
         attach(out, (input,), backward, "GeluBackward0")
     return out
 
@@ -132,18 +154,21 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bia
             return None  # the plain path raises torch's error
         mean = x3.mean(axis=(0, 2))
         var = x3.var(axis=(0, 2))
-        if running_mean is not None and running_var is not None:
-            rm, rv = running_mean._data, running_var._data
-            rm *= 1 - momentum
-            rm += momentum * mean
-            rv *= 1 - momentum
-            rv += momentum * var * (n / (n - 1))
     else:
         mean, var = running_mean._data, running_var._data
     invstd = 1 / xp.sqrt(var + eps)
     w = weight._data if weight is not None else xp.ones(c, dtype=x.dtype)
     b = bias._data if bias is not None else xp.zeros(c, dtype=x.dtype)
-    y, xhat = _k.build(_k.BN_FWD)(x3, mean, invstd, w, b, np.int64(s), np.int64(c))
+    got = _launch(_k.BN_FWD, x3, mean, invstd, w, b, np.int64(s), np.int64(c))
+    if got is None:
+        return None
+    y, xhat = got
+    if training and running_mean is not None and running_var is not None:
+        rm, rv = running_mean._data, running_var._data
+        rm *= 1 - momentum
+        rm += momentum * mean
+        rv *= 1 - momentum
+        rv += momentum * var * (n / (n - 1))
     out = wrap(y.reshape(x.shape))
     if STATE.enabled and any(t is not None and t.requires_grad for t in (input, weight, bias)):
         def backward(g: Any, _: Any) -> tuple:
@@ -152,9 +177,13 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bia
             gxhat = (g3 * xhat).sum(axis=(0, 2))
             gx = None
             if input.requires_grad:
-                gx = wrap(_k.build(_k.BN_BWD)(g3, xhat, w, invstd, gsum, gxhat, np.int64(s),
-                                               np.int64(c), np.float64(n),
-                                               np.int32(bool(training))).reshape(x.shape))
+                dx = _launch(_k.BN_BWD, g3, xhat, w, invstd, gsum, gxhat, np.int64(s), np.int64(c),
+                             np.float64(n), np.int32(bool(training)))
+                if dx is None:  # no kernel: the same formula as array ops
+                    k = (w * invstd)[None, :, None]
+                    dx = k * (g3 - gsum[None, :, None] / n - xhat * (gxhat[None, :, None] / n)) if training \
+                        else k * g3
+                gx = wrap(dx.reshape(x.shape))
             gw = wrap(gxhat) if weight is not None and weight.requires_grad else None
             gb = wrap(gsum) if bias is not None and bias.requires_grad else None
             return gx, gw, gb
