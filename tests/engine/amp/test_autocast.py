@@ -297,3 +297,28 @@ def test_cuda_mlp_step_matches_torch_cuda(torch):
     np.testing.assert_allclose(e[0], tt[0], rtol=2e-3)
     for x1, x2 in zip(e[1:], tt[1:]):
         np.testing.assert_allclose(x1, x2, rtol=2e-2, atol=2e-3)
+
+
+def test_transformer_encoder_layer_matches_torch(torch):
+    """A TransformerEncoderLayer under CPU autocast: projections and attention in float16, the
+    residual sums and LayerNorms as torch's promotion makes them; output and gradients."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 6, 16)).astype(np.float32)
+    engine.manual_seed(0)
+    e_layer = engine.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
+    t_layer = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
+    t_layer.load_state_dict({k: torch.tensor(v.detach().numpy()) for k, v in e_layer.state_dict().items()})
+    ex = engine.tensor(x, requires_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    with engine.autocast("cpu"):
+        ey = e_layer(ex)
+    with torch.autocast("cpu", dtype=torch.float16):
+        ty = t_layer(tx)
+    assert ey.dtype.name == str(ty.dtype).removeprefix("torch.")
+    np.testing.assert_allclose(ey.detach().numpy().astype(np.float32), ty.detach().float().numpy(),
+                               rtol=1e-2, atol=1e-2)
+    ey.float().sum().backward()
+    ty.float().sum().backward()
+    np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=2e-2, atol=2e-2)
+    ew = dict(e_layer.named_parameters())["linear1.weight"].grad.numpy()
+    np.testing.assert_allclose(ew, t_layer.linear1.weight.grad.numpy(), rtol=2e-2, atol=2e-2)
