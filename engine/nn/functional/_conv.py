@@ -198,7 +198,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
             ga = g._data
             gx, gw = _conv2d_backward(ga, cols, w, x_shape, padded_shape, stride, pads, dilation, groups,
                                       input.requires_grad, weight.requires_grad)
-            gb = ga.sum(axis=(0, 2, 3)) if bias is not None and bias.requires_grad else None
+            gb = _conv_nhwc.channel_sum(ga) if bias is not None and bias.requires_grad else None
             return tuple(None if a is None else wrap(a) for a in (gx, gw, gb))
 
         attach(out, (input, weight, bias), backward, "ConvolutionBackward0")

@@ -41,10 +41,11 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                 gw = g2.t().matmul(input.reshape(-1, x.shape[-1])) if weight.requires_grad else None
                 gb = g2.sum(0) if bias is not None and bias.requires_grad else None
                 return gx, gw, gb
+            # fresh raw arrays: the engine owns them, so a leaf takes each as .grad without a copy
             g2 = g._data.reshape(-1, w.shape[0])
-            gx = wrap((g2 @ w).reshape(x.shape)) if input.requires_grad else None
-            gw = wrap(g2.T @ x2) if weight.requires_grad else None
-            gb = wrap(g2.sum(0)) if bias is not None and bias.requires_grad else None
+            gx = (g2 @ w).reshape(x.shape) if input.requires_grad else None
+            gw = g2.T @ x2 if weight.requires_grad else None
+            gb = g2.sum(0) if bias is not None and bias.requires_grad else None
             return gx, gw, gb
 
         attach(out, (input, weight, bias), backward, "AddmmBackward0")
