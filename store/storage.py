@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from store.models import Checkpoint, Dataset, Job, JobEvent, Metric
+from store.models import Checkpoint, Dataset, DatasetUpload, Job, JobEvent, Metric
 
 log = logging.getLogger(__name__)
 
@@ -78,4 +78,13 @@ def _count(session: Session, model, where) -> int:
     return int(session.scalar(select(func.count()).select_from(model).where(where)) or 0)
 
 
-
+def quota_left(session: Session, *, owner: str, quota: int) -> int | None:
+    """Bytes ``owner`` may still add under ``quota`` (settings.max_storage_bytes_per_owner;
+    0: no quota, None back): what it stores (datasets, checkpoints) and what its unfinished
+    uploads reserve count. Checked when data arrives; a running job's checkpoints are not
+    refused by it, they only count."""
+    if not quota:
+        return None
+    reserved = session.scalar(select(func.coalesce(func.sum(DatasetUpload.size_bytes), 0))
+                              .where(DatasetUpload.owner == owner, DatasetUpload.dataset_id.is_(None))) or 0
+    return max(0, quota - owner_usage(session, owner=owner)["total_bytes"] - int(reserved))

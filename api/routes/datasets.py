@@ -34,6 +34,11 @@ def _store(session, settings: Settings, *, owner, name, inputs, targets, task, s
                      max_samples=settings.max_dataset_samples)
     except IngestError as exc:
         raise FieldError(loc, str(exc)) from exc
+    left = storage.quota_left(session, owner=owner, quota=settings.max_storage_bytes_per_owner)
+    adding = inputs.nbytes + sum(t.nbytes for t in as_heads(targets).values())
+    if left is not None and adding > left:
+        raise FieldError(loc, f"the dataset is {adding} bytes but the owner's storage quota "
+                              f"max_storage_bytes_per_owner has {left} left (delete datasets or jobs)", 413)
     ds = datasets.create(session, name=name, inputs=inputs, targets=targets, task=task, source=source, owner=owner)
     return _out(ds)
 

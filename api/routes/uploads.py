@@ -66,13 +66,11 @@ def create_upload(body: UploadCreate, session: SessionDep, settings: SettingsDep
     if part_bytes > settings.max_upload_part_bytes:
         raise FieldError(["body", "part_bytes"], f"parts may be at most max_upload_part_bytes "
                                                  f"({settings.max_upload_part_bytes}) bytes")
-    quota = settings.max_storage_bytes_per_owner
-    if quota:
-        used = storage.owner_usage(session, owner=owner)["total_bytes"] + _open_bytes(session, owner)
-        if used + body.size_bytes > quota:
-            raise FieldError(["body", "size_bytes"], f"the upload needs {body.size_bytes} bytes but the owner's "
-                             f"storage quota max_storage_bytes_per_owner ({quota}) has {max(0, quota - used)} left "
-                             "(delete datasets or jobs to free space)", 413)
+    left = storage.quota_left(session, owner=owner, quota=settings.max_storage_bytes_per_owner)
+    if left is not None and body.size_bytes > left:
+        raise FieldError(["body", "size_bytes"], f"the upload needs {body.size_bytes} bytes but the owner's storage "
+                         f"quota max_storage_bytes_per_owner ({settings.max_storage_bytes_per_owner}) has {left} "
+                         "left (delete datasets or jobs to free space)", 413)
     up = DatasetUpload(id=new_id(), owner=owner, name=body.name, filename=body.filename, size_bytes=body.size_bytes,
                        part_bytes=part_bytes, parts=math.ceil(body.size_bytes / part_bytes), sha256=body.sha256,
                        options={"task": body.task, "target_columns": body.target_columns})
@@ -80,13 +78,6 @@ def create_upload(body: UploadCreate, session: SessionDep, settings: SettingsDep
     session.flush()
     open_blobs(session, settings).create(_key(up.id), chunk_bytes=part_bytes, upload_id=up.id)
     return _out(session, up, settings)
-
-
-def _open_bytes(session, owner: str) -> int:
-    """What the owner's unfinished uploads have reserved."""
-    rows = session.scalars(select(DatasetUpload.size_bytes).where(DatasetUpload.owner == owner,
-                                                                  DatasetUpload.dataset_id.is_(None)))
-    return int(sum(rows))
 
 
 @router.get("/{upload_id}", response_model=UploadOut)

@@ -174,3 +174,8 @@ def test_the_owners_storage_quota_and_the_upload_limit_hold(settings):
         assert ok.status_code == 201
         over = client.post("/v1/datasets/uploads", json={"name": "n", "filename": "x.npz", "size_bytes": 6_000})
         assert over.status_code == 413 and "quota" in over.json()["detail"][0]["msg"]
+        # the open upload's 6,000 bytes are reserved: an inline dataset of 5,120 does not fit, 160 do
+        big = client.post("/v1/datasets", json={"name": "b", "inputs": [[0.5] * 30] * 40, "targets": [0, 1] * 20})
+        assert big.status_code == 413 and "quota" in big.json()["detail"][0]["msg"]
+        small = client.post("/v1/datasets", json={"name": "s", "inputs": [[0.5] * 2] * 10, "targets": [0, 1] * 5})
+        assert small.status_code == 201
