@@ -226,3 +226,25 @@ def test_reading_a_mapped_dataset_keeps_the_rss_far_below_its_size(tmp_path, rel
         assert grown < 64 * 1024**2, grown
     else:
         assert grown > 160 * 1024**2, grown  # the mapped pages stay: what the release prevents
+
+
+@pytest.mark.gpu
+def test_uint8_batches_cast_on_the_gpu_equal_the_in_memory_float32_ones(tmp_path):
+    """On a GPU the mapped uint8 batch travels as uint8 and becomes float32 there; the values
+    equal the in-memory path's float32 device tensors."""
+    if not engine.cuda.is_available():
+        pytest.skip("needs a CUDA GPU with cupy")
+    x, y = _images()
+    path = tmp_path / "inputs"
+    x.tofile(path)
+    inputs = data.MappedArray(path, "uint8", list(x.shape))
+    idx = np.arange(len(x))
+    a, b = EpochSampler(len(idx), 2), EpochSampler(len(idx), 2)
+    xt = engine.tensor(x, dtype=engine.float32, device="cuda")
+    yt = heads_of({"output": y}, "output", "classification", "cuda")
+    memory = DataLoader(TensorDataset(xt, yt), batch_size=32, sampler=a)
+    mapped = data.sharded_loader(inputs, [y], ["classification"], idx, b, 32, "cuda")
+    for (xa, ya), (xb, yb) in zip(memory, mapped, strict=True):
+        assert xb.device == xa.device and xb.dtype == engine.float32
+        np.testing.assert_array_equal(xa.cpu().numpy(), xb.cpu().numpy())
+        np.testing.assert_array_equal(ya.cpu().numpy(), yb.cpu().numpy())
