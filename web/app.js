@@ -7,31 +7,29 @@
 //   unmount()               stop every timer, stream and listener it started
 //   refresh()               load again now (after the API key was entered)
 //   wake()                  the tab is visible again: catch up
+// A route's view module is imported when the route is first visited (lazy below).
 // The contract, and which helpers exist, is written down in web/README.md.
 
-import { hideBanner, onRetry, setCrumbs, setLive, tooltip } from "./chrome.js";
-import { CompareView } from "./compare.js";
-import { JobDetailView } from "./job.js";
-import { RunsTableView } from "./list.js";
-import { SweepView } from "./sweep.js";
+import { hideBanner, onRetry, reportError, setCrumbs, setLive, tooltip } from "./chrome.js";
 import { h } from "./util.js";
-// -- dashboard pages: imports (datasets, new job) go here ---------------------------------
-import { DatasetView } from "./dataset.js";
-import { DatasetsView } from "./datasets.js";
-import { NewJobView } from "./newjob.js";
 
-/** A route: its path pattern ("/jobs/:id"), the view it makes, the nav link it lights. */
+/** A route: its path pattern ("/jobs/:id"), the view it makes (or a promise of it), the nav
+ *  link it lights. */
 const route = (path, create, nav = null) => ({ path, create, nav, ...compile(path) });
 
+/** A view whose module loads when its route is first visited: the runs table does not wait
+ *  for the job page's modules (or uPlot) to load, nor they for the datasets page's. */
+const lazy = (load, name, make = (View, root, p) => new View(root, p)) => async (root, p) => make((await load())[name], root, p);
+
 const ROUTES = [
-  route("/", (root, p) => new RunsTableView(root, p), "runs"),
-  route("/compare", (root, p) => new CompareView(root, p), "runs"),
-  route("/sweeps/:id", (root, p) => new SweepView(root, p), "runs"),
-  route("/jobs/:id", (root, p) => new JobDetailView(root, p.id), "runs"),
+  route("/", lazy(() => import("./list.js"), "RunsTableView"), "runs"),
+  route("/compare", lazy(() => import("./compare.js"), "CompareView"), "runs"),
+  route("/sweeps/:id", lazy(() => import("./sweep.js"), "SweepView"), "runs"),
+  route("/jobs/:id", lazy(() => import("./job.js"), "JobDetailView", (View, root, p) => new View(root, p.id)), "runs"),
   // -- dashboard pages: #/datasets, #/datasets/:id and #/new go here, one line each -------
-  route("/datasets", (root, p) => new DatasetsView(root, p), "datasets"),
-  route("/datasets/:id", (root, p) => new DatasetView(root, p), "datasets"),
-  route("/new", (root, p) => new NewJobView(root, p), "new"),
+  route("/datasets", lazy(() => import("./datasets.js"), "DatasetsView"), "datasets"),
+  route("/datasets/:id", lazy(() => import("./dataset.js"), "DatasetView"), "datasets"),
+  route("/new", lazy(() => import("./newjob.js"), "NewJobView"), "new"),
 ];
 
 function compile(path) {
@@ -84,17 +82,28 @@ const viewRoot = document.getElementById("view");
 
 const router = {
   view: null,
-  go() {
+  visit: 0, // the newest navigation: a view that loads after a newer one is dropped
+  async go() {
+    const visit = ++this.visit;
     if (this.view) this.view.unmount();
+    this.view = null;
     tooltip.hidden = true;
     hideBanner();
     const { route: r, params } = resolve();
-    this.view = r ? r.create(viewRoot, params) : new NotFoundView(viewRoot, params);
     for (const link of document.querySelectorAll("[data-nav]")) {
       if (link.dataset.nav === r?.nav) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
-    this.view.mount();
+    let view;
+    try {
+      view = r ? await r.create(viewRoot, params) : new NotFoundView(viewRoot, params);
+    } catch (err) {
+      if (visit === this.visit) reportError(err); // a module that failed to load
+      return;
+    }
+    if (visit !== this.visit) return;
+    this.view = view;
+    view.mount();
     window.scrollTo(0, 0);
   },
   refresh() {
