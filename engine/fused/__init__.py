@@ -16,7 +16,7 @@ import numpy as np
 from engine.backend import xp_of as _xp
 from engine.fused import kernels as _k
 
-__all__ = ["adam_update", "batch_norm", "enabled", "gelu", "set_enabled", "sgd_step",
+__all__ = ["adam_update", "batch_norm", "enabled", "gelu", "layer_norm", "set_enabled", "sgd_step",
            "unscale_check_"]
 
 _ON = [os.environ.get("ENGINE_FUSED", "1") != "0"]
@@ -188,4 +188,51 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bia
             gb = wrap(gsum) if bias is not None and bias.requires_grad else None
             return gx, gw, gb
         attach(out, (input, weight, bias), backward, "NativeBatchNormBackward0")
+    return out
+
+
+def layer_norm(input: Any, normalized_shape: tuple, weight: Any, bias: Any, eps: float) -> Any:
+    """LayerNorm over the trailing ``normalized_shape`` dims: forward as two row reductions and
+    one kernel, backward as three reductions and one kernel, on cupy input whose dtype the
+    parameters share; None: the plain path."""
+    from engine.autograd.grad_mode import STATE
+    from engine.ops._util import attach, wrap
+
+    x = input._data
+    xp = _xp(x)
+    if not enabled(xp) or x.dtype.kind != "f" or x.ndim < len(normalized_shape):
+        return None
+    if any(t is not None and (t._data.dtype != x.dtype or tuple(t.shape) != normalized_shape)
+           for t in (weight, bias)):
+        return None
+    d = int(np.prod(normalized_shape, dtype=np.int64))
+    if d == 0 or x.size == 0:
+        return None
+    x2 = xp.ascontiguousarray(x).reshape(-1, d)
+    mean = x2.mean(axis=1)
+    invstd = 1 / xp.sqrt(x2.var(axis=1) + eps)
+    w = weight._data.reshape(-1) if weight is not None else mean[:1]
+    b = bias._data.reshape(-1) if bias is not None else mean[:1]
+    got = _launch(_k.LN_FWD, x2, mean, invstd, w, b, np.int64(d), np.int32(weight is not None),
+                  np.int32(bias is not None))
+    if got is None:
+        return None
+    y, xhat = got
+    out = wrap(y.reshape(x.shape))
+    if STATE.enabled and any(t is not None and t.requires_grad for t in (input, weight, bias)):
+        def backward(g: Any, _: Any) -> tuple:
+            g2 = xp.ascontiguousarray(g._data).reshape(-1, d)
+            gx = None
+            if input.requires_grad:
+                gh = g2 * w if weight is not None else g2
+                s1, s2 = gh.mean(axis=1), (gh * xhat).mean(axis=1)
+                dx = _launch(_k.LN_BWD, xp.ascontiguousarray(gh), xhat, invstd, s1, s2, np.int64(d))
+                if dx is None:  # no kernel: the same formula as array ops
+                    dx = invstd[:, None] * (gh - s1[:, None] - xhat * s2[:, None])
+                gx = wrap(dx.reshape(x.shape))
+            gw = wrap((g2 * xhat).sum(axis=0).reshape(weight.shape)) \
+                if weight is not None and weight.requires_grad else None
+            gb = wrap(g2.sum(axis=0).reshape(bias.shape)) if bias is not None and bias.requires_grad else None
+            return gx, gw, gb
+        attach(out, (input, weight, bias), backward, "NativeLayerNormBackward0")
     return out

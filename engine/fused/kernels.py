@@ -109,6 +109,26 @@ BN_BWD = (
     """, "engine_bn_bwd")
 
 
+# LayerNorm over rows of D contiguous values: row of element i is i / D, column i % D.
+LN_FWD = (
+    "T x, raw T mean, raw T invstd, raw T w, raw T b, int64 D, int32 has_w, int32 has_b", "T y, T xhat",
+    """
+    long long r = i / D, d = i % D;
+    ACC h = ((ACC)x - (ACC)mean[r]) * (ACC)invstd[r];
+    xhat = (T)h;
+    if (has_w) h = h * (ACC)w[d];
+    if (has_b) h = h + (ACC)b[d];
+    y = (T)h;
+    """, "engine_ln_fwd")
+
+# gh is the gradient times the weight; s1 and s2 are its row means and those of gh * xhat.
+LN_BWD = (
+    "T gh, T xhat, raw T invstd, raw T s1, raw T s2, int64 D", "T dx",
+    """
+    long long r = i / D;
+    dx = (T)((ACC)invstd[r] * ((ACC)gh - (ACC)s1[r] - (ACC)xhat * (ACC)s2[r]));
+    """, "engine_ln_bwd")
+
 @cache
 def build(spec: tuple) -> Any:
     """The cupy ElementwiseKernel for one of the specs above (compiled on first call)."""

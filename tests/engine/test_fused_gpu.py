@@ -1,5 +1,5 @@
 """engine.fused's cupy kernels against the plain path (numpy on the CPU is the reference):
-SGD and Adam/AdamW updates, GELU, BatchNorm (train and eval, running statistics), GradScaler's
+SGD and Adam/AdamW updates, GELU, BatchNorm (train and eval, running statistics), LayerNorm, GradScaler's
 unscale-and-check, and the TF32 switch. All marked gpu: they skip without cupy and a GPU."""
 import numpy as np
 import pytest
@@ -96,6 +96,25 @@ def test_batch_norm_kernel_matches_numpy(shape, training):
         y = F.batch_norm(xt, rm, rv, wt, bt, training=training, momentum=0.2, eps=1e-4)
         y.backward(engine.tensor(g, device=dev))
         res[dev] = [_host(t) for t in (y, xt.grad, wt.grad, bt.grad, rm, rv)]
+    for a, b_ in zip(res["cpu"], res["cuda"]):
+        np.testing.assert_allclose(b_, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, norm, affine", [((4, 7, 16), (16,), True), ((3, 5, 6), (5, 6), True),
+                                                 ((9, 33), (33,), False)])
+def test_layer_norm_kernel_matches_numpy(shape, norm, affine):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32) * 3 - 1
+    g = rng.standard_normal(shape).astype(np.float32)
+    w, b = rng.standard_normal(norm).astype(np.float32), rng.standard_normal(norm).astype(np.float32)
+    res = {}
+    for dev in ("cpu", "cuda"):
+        xt = engine.tensor(x, device=dev, requires_grad=True)
+        wt = engine.tensor(w, device=dev, requires_grad=True) if affine else None
+        bt = engine.tensor(b, device=dev, requires_grad=True) if affine else None
+        y = F.layer_norm(xt, norm, wt, bt, eps=1e-5)
+        y.backward(engine.tensor(g, device=dev))
+        res[dev] = [_host(y), _host(xt.grad)] + ([_host(wt.grad), _host(bt.grad)] if affine else [])
     for a, b_ in zip(res["cpu"], res["cuda"]):
         np.testing.assert_allclose(b_, a, rtol=1e-4, atol=1e-5)
 
