@@ -24,7 +24,7 @@ from engine import spec
 from plan import TrainingPlan
 from store.db import session_scope
 from store.repositories import checkpoints, datasets, evaluations, jobs
-from worker import failures, parallel
+from worker import data, failures, parallel
 from worker.builders import build_heads
 from worker.data import heads_of
 from worker.loop import evaluate
@@ -96,7 +96,7 @@ def _load(evaluation_id: str, settings: Settings) -> _Inputs:
         ds = datasets.get(session, dataset_id=ev.dataset_id)
         if ds is None:
             raise LookupError(f"dataset {ev.dataset_id} was deleted")
-        inputs, targets = datasets.load_all(session, dataset_id=ev.dataset_id)
+        inputs, targets = data.load(session, dataset_id=ev.dataset_id, settings=settings)  # mapped if sharded
         return _Inputs(job.id, job.model_spec, plan, ckpt.id, ckpt.data, inputs, targets)
 
 
@@ -117,7 +117,8 @@ def compute(loaded: _Inputs, device: str = "cpu") -> dict[str, Any]:
     outputs = spec.validate(loaded.model_spec, plan.input_shape, num_classes=plan.num_outputs).outputs
     pairs = evaluations.target_heads({h: hp.target for h, hp in plan.heads.items()}, loaded.targets)
     n = len(loaded.inputs)
-    x = engine.tensor(loaded.inputs, dtype=engine.float32, device=device)
+    x = (data.MappedInputs(loaded.inputs, np.arange(n), device) if isinstance(loaded.inputs, data.MappedArray)
+         else engine.tensor(loaded.inputs, dtype=engine.float32, device=device))  # batches read as evaluated
     # each head once with weight 1 (so that a single head's loss is reported as well) and all
     # of its task's metrics; the job's weights make the total below
     heads = [dataclasses.replace(h, weight=1.0, metrics=_all_metrics(h.task, h.metrics))
