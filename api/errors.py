@@ -26,6 +26,13 @@ def field_error(loc: list[Any], msg: str, type_: str = "value_error") -> dict[st
     return {"loc": loc, "pointer": pointer or "/", "msg": msg, "type": type_}
 
 
+class Replayed(Exception):
+    """An answer given before (``Idempotency-Key``), sent again as it is."""
+
+    def __init__(self, response: JSONResponse):
+        self.response = response
+
+
 class FieldError(Exception):
     """A request field that validated alone but is wrong in context (e.g. unknown id)."""
 
@@ -43,6 +50,10 @@ def install(app: FastAPI, *, retry_after_s: int = 5) -> None:
 
     for cls in DATABASE_UNAVAILABLE:
         app.add_exception_handler(cls, _database)
+
+    @app.exception_handler(Replayed)
+    async def _replayed(_: Request, exc: Replayed) -> JSONResponse:
+        return exc.response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
