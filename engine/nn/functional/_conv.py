@@ -112,8 +112,8 @@ def _conv2d_arrays(x: Any, w: Any, stride: tuple, pads: tuple, dilation: tuple, 
                    bias: Any = None, channels_last: bool = True) -> tuple:
     """Forward on arrays: (output (N, O, Ho, Wo), columns kept for backward, padded input shape).
 
-    With ``channels_last`` and one group the columns are rows (N*Ho*Wo, kh*kw*C) and the
-    output a channels-last view (_conv_nhwc); else channel-major columns (G, Cg*kh*kw, N*Ho*Wo)."""
+    With ``channels_last`` and one group the output is a channels-last view and the columns
+    a _conv_nhwc.Saved (the input and its rows); else channel-major columns (G, Cg*kh*kw, N*Ho*Wo)."""
     xp = get_array_module(x)
     n, c = x.shape[:2]
     o, cg, kh, kw = w.shape
@@ -144,7 +144,7 @@ def _conv2d_arrays(x: Any, w: Any, stride: tuple, pads: tuple, dilation: tuple, 
 def _conv2d_backward(g_out: Any, cols: Any, w: Any, x_shape: tuple, padded_shape: tuple, stride: tuple,
                      pads: tuple, dilation: tuple, groups: int, need_x: bool, need_w: bool) -> tuple:
     """Input and weight gradients: two GEMMs against the columns, then col2im."""
-    if cols.ndim == 2:  # channels-last rows
+    if isinstance(cols, _conv_nhwc.Saved):  # the channels-last path
         return _conv_nhwc.backward(g_out, cols, w, x_shape, stride, pads, dilation, need_x, need_w)
     xp = get_array_module(g_out)
     n, o, ho, wo = g_out.shape
@@ -201,7 +201,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
             gb = _conv_nhwc.channel_sum(ga) if bias is not None and bias.requires_grad else None
             return tuple(None if a is None else wrap(a) for a in (gx, gw, gb))
 
-        attach(out, (input, weight, bias), backward, "ConvolutionBackward0")
+        # the backward rebuilds the rows from the input: an in-place change of it is an error, as in torch
+        saved = (input,) if isinstance(cols, _conv_nhwc.Saved) and cols.rows is None else ()
+        attach(out, (input, weight, bias), backward, "ConvolutionBackward0", saved=saved)
     return out
 
 

@@ -130,3 +130,16 @@ def test_gru_float32_long_sequence(torch, oracle, rng, kw):
     tp = dict(tm.named_parameters())
     for name, p in em.named_parameters():
         np.testing.assert_allclose(p.grad.numpy(), tp[name].grad.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_conv_input_changed_in_place_before_backward_is_an_error(rng):
+    """The 3x3 backward rebuilds its columns from the input, so, as torch does, it refuses an
+    input modified in place after the forward instead of returning a wrong weight gradient."""
+    x = engine.tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
+    h = x * 1.0
+    w = engine.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    y = F.conv2d(h, w, padding=1)
+    with engine.no_grad():
+        h.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
