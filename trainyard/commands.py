@@ -48,7 +48,7 @@ def worker_environment(gpus: str | None, environ: dict[str, str], count: Callabl
         env["CUDA_VISIBLE_DEVICES"], env["TRAINYARD_GPUS"] = "", "none"
         return env, 0
     if wanted is None:
-        available = gpu_alloc.visible(count) if count else gpu_alloc.visible()
+        available = gpu_alloc.visible(count, env) if count else gpu_alloc.visible(environ=env)
         env["TRAINYARD_GPUS"] = "all"
         return env, len(available)
     env["CUDA_VISIBLE_DEVICES"] = gpu_alloc.visible_devices(spec, env)

@@ -231,8 +231,7 @@ def _placement(job_id: str, me: str, first: int, count: int, world: int, address
     client = store or TCPStore(address, port, is_master=False, timeout=timeout_s)
     try:
         client.set(f"trainyard/ranks/{first}", f"{me}:{first}-{first + count - 1}")
-        dist.barrier()
-        if first == 0:
+        if first == 0:  # (the store's get waits for each key: no collective, which every rank would need)
             hosts = [client.get(f"trainyard/ranks/{r}").decode() for r in range(0, world, count)]
             log.info("job %s: %d ranks over %d hosts: %s", job_id, world, len(hosts), ", ".join(hosts))
     finally:

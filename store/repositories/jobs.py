@@ -107,7 +107,8 @@ def finish(
     error: str | None = None, failure_kind: str | None = None,
     final_metrics: dict[str, Any] | None = None,
 ) -> bool:
-    """Move a non-terminal job to a terminal ``status``; fenced by ``attempt`` when given."""
+    """Move a non-terminal job to a terminal ``status``; fenced by ``attempt`` when given: only
+    that attempt, still running (an attempt whose lease lapsed and was requeued is over)."""
     assert status in JobStatus.TERMINAL
     query = update(Job).where(Job.id == job_id, Job.status.not_in(JobStatus.TERMINAL))
     if attempt is not None:
