@@ -113,8 +113,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 64 * 1024**3
     # what one owner may store (datasets + checkpoints + open uploads; 0: no quota)
     max_storage_bytes_per_owner: int = 500 * 1024**3
-    # the worker's local copy of sharded datasets (default data_dir/cache), reused across jobs
+    # the worker's local copy of sharded datasets (default data_dir/cache), reused across jobs;
+    # past dataset_cache_max_bytes the least recently used datasets are evicted (0: never)
     dataset_cache_dir: Path | None = None
+    dataset_cache_max_bytes: int = 100 * 1024**3
 
     @property
     def resolved_blob_dir(self) -> Path:

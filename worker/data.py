@@ -2,9 +2,11 @@
 
 Small datasets stored inline (.npz rows from before the blob store) load whole into memory as
 before. Sharded datasets are copied once per machine into a local cache directory
-(``settings.dataset_cache_dir``), shard by shard, each shard's SHA-256 checked on arrival and
-the whole array's at the end; a manifest written last marks the copy complete, so a second
-job on the same dataset reuses it and a half-written copy is never used. Training then reads
+(``settings.dataset_cache_dir``, least recently used datasets evicted past
+``dataset_cache_max_bytes``), shard by shard in short transactions before the job's load,
+each shard's SHA-256 checked on arrival and the whole array's at the end; a manifest written
+last marks the copy complete, so a second job on the same dataset reuses it and a
+half-written copy is never used. Training then reads
 batches through numpy memory maps (``MappedArray``): the inputs are never whole in the
 worker's memory, uint8 images travel to the device as uint8 and become float32 there, one
 batch at a time, and the pages a batch touched are handed back to the page cache every
@@ -18,10 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import mmap
 import os
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,9 @@ import engine
 from config.settings import Settings
 from engine.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from store.blobs import BlobCorrupt, open_blobs
+from store.db import session_scope
 from store.models import Dataset as DatasetRow
+from store.models import Job
 from store.repositories import datasets
 
 MANIFEST = "manifest.json"
@@ -88,14 +95,20 @@ class MappedArray:
 
 
 # -- the cache ---------------------------------------------------------------------------
+ChunkReader = Callable[[str, int], bytes]
+
+
 def load(session: Session, *, dataset_id: str, settings: Settings) -> tuple[np.ndarray | MappedArray,
                                                                             dict[str, np.ndarray]]:
     """(inputs, head -> targets) for training: an inline dataset in memory; a sharded one's
-    inputs mapped from the local cache (filled first if needed), its targets in memory."""
+    inputs mapped from the local cache (filled first if ``prefetch`` did not), its targets in
+    memory."""
     ds = session.get(DatasetRow, dataset_id)
     if ds is None or ds.layout is None:
         return datasets.load_all(session, dataset_id=dataset_id)
-    folder = cached(session, ds, settings.resolved_cache_dir)
+    blobs = open_blobs(session)
+    folder = cached(ds.id, ds.layout, settings.resolved_cache_dir, lambda key, seq: blobs.read_chunk(key, seq),
+                    max_bytes=settings.dataset_cache_max_bytes)
     arrays = ds.layout["arrays"]
     inputs = MappedArray(folder / datasets.INPUTS, arrays[datasets.INPUTS]["dtype"], arrays[datasets.INPUTS]["shape"])
     targets = {name.split(".", 1)[1]: np.array(MappedArray(folder / name, a["dtype"], a["shape"]).array)
@@ -103,10 +116,31 @@ def load(session: Session, *, dataset_id: str, settings: Settings) -> tuple[np.n
     return inputs, targets
 
 
-def _manifest(ds: DatasetRow) -> dict[str, Any]:
+def prefetch(job_id: str, settings: Settings) -> None:
+    """Fill the cache with a job's sharded datasets before its load opens a long transaction:
+    one short transaction per shard (on SQLite every transaction holds the write lock, so a
+    copy of many shards inside one would stall every other writer)."""
+    url = settings.resolved_database_url
+    with session_scope(url) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return
+        ids = [job.dataset_id, ((job.plan or {}).get("training") or {}).get("validation_dataset_id")]
+        rows = [session.get(DatasetRow, i) for i in ids if i]
+        layouts = [(d.id, d.layout) for d in rows if d is not None and d.layout]
+
+    def read(key: str, seq: int) -> bytes:
+        with session_scope(url) as s:
+            return open_blobs(s).read_chunk(key, seq)
+
+    for ds_id, layout in layouts:
+        cached(ds_id, layout, settings.resolved_cache_dir, read, max_bytes=settings.dataset_cache_max_bytes)
+
+
+def _manifest(ds_id: str, layout: dict[str, Any]) -> dict[str, Any]:
     keep = ("dtype", "shape", "size", "sha256")
-    return {"dataset_id": ds.id, "format": ds.layout["format"],
-            "arrays": {n: {k: a[k] for k in keep} for n, a in ds.layout["arrays"].items()}}
+    return {"dataset_id": ds_id, "format": layout["format"],
+            "arrays": {n: {k: a[k] for k in keep} for n, a in layout["arrays"].items()}}
 
 
 def _complete(folder: Path, manifest: dict[str, Any]) -> bool:
@@ -118,26 +152,31 @@ def _complete(folder: Path, manifest: dict[str, Any]) -> bool:
         return False
 
 
-def cached(session: Session, ds: DatasetRow, root: Path) -> Path:
+def cached(ds_id: str, layout: dict[str, Any], root: Path, read: ChunkReader, *, max_bytes: int = 0) -> Path:
     """The dataset's folder in the cache at ``root``, complete and checksummed: reused when a
-    previous job left it whole, else copied shard by shard into a private folder and renamed
-    into place (two jobs filling it at once both end with one complete copy)."""
-    folder, manifest = Path(root) / ds.id, _manifest(ds)
+    previous job left it whole (its manifest touched: recently used), else copied shard by
+    shard (``read(key, seq)`` checks each shard's SHA-256) into a private folder and renamed
+    into place (two jobs filling it at once both end with one complete copy). With
+    ``max_bytes``, the least recently used other datasets are evicted first to make room."""
+    folder, manifest = Path(root) / ds_id, _manifest(ds_id, layout)
     if _complete(folder, manifest):
+        os.utime(folder / MANIFEST)
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{ds.id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    if max_bytes:
+        _evict(Path(root), keep=ds_id, room=sum(a["size"] for a in layout["arrays"].values()), max_bytes=max_bytes)
+    tmp = folder.parent / f".{ds_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        blobs = open_blobs(session)
-        for name, entry in ds.layout["arrays"].items():
+        for name, entry in layout["arrays"].items():
             whole = hashlib.sha256()
             with open(tmp / name, "wb") as f:
-                for chunk in blobs.stream(entry["key"], verify=True):  # each shard's SHA-256 checked
+                for seq in range(math.ceil(entry["size"] / entry["chunk_bytes"])):
+                    chunk = read(entry["key"], seq)
                     whole.update(chunk)
                     f.write(chunk)
             if whole.hexdigest() != entry["sha256"]:
-                raise BlobCorrupt(f"dataset {ds.id} array {name} does not match its SHA-256")
+                raise BlobCorrupt(f"dataset {ds_id} array {name} does not match its SHA-256")
         (tmp / MANIFEST).write_text(json.dumps(manifest))
         if folder.exists() and not _complete(folder, manifest):
             shutil.rmtree(folder, ignore_errors=True)  # a stale or broken copy (open maps keep their files)
@@ -149,6 +188,27 @@ def cached(session: Session, ds: DatasetRow, root: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _evict(root: Path, *, keep: str, room: int, max_bytes: int, idle_s: float = 600.0) -> None:
+    """Delete whole cached datasets, least recently used first, until ``room`` more bytes fit
+    in ``max_bytes``; one used in the last ``idle_s`` seconds is never taken (a job may be
+    about to map it; a mapped one keeps its files open anyway)."""
+    entries = []
+    for folder in root.iterdir():
+        if folder.name.startswith(".") or folder.name == keep or not folder.is_dir():
+            continue
+        try:
+            used = (folder / MANIFEST).stat().st_mtime
+        except OSError:
+            used = 0.0
+        entries.append((used, folder, sum(f.stat().st_size for f in folder.iterdir() if f.is_file())))
+    total = sum(size for _, _, size in entries)
+    for used, folder, size in sorted(entries, key=lambda e: e[0]):
+        if total + room <= max_bytes or time.time() - used < idle_s:
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        total -= size
 
 
 # -- batches -----------------------------------------------------------------------------

@@ -121,6 +121,7 @@ def _run(job_id: str, settings: Settings) -> str:
 def _claim(job_id: str, settings: Settings) -> loop.Claim | object | None:
     """Claim a queued job and load what training needs; None if it is not ours to run.
     Resuming drops the metrics a lost attempt logged after its last checkpoint."""
+    data.prefetch(job_id, settings)  # sharded datasets into the local cache, a shard per transaction
     with session_scope(settings.resolved_database_url) as session:
         job = jobs.get(session, job_id=job_id)
         if job is None or job.status != JobStatus.QUEUED:

@@ -6,6 +6,7 @@ stored inline."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -248,3 +249,33 @@ def test_uint8_batches_cast_on_the_gpu_equal_the_in_memory_float32_ones(tmp_path
         assert xb.device == xa.device and xb.dtype == engine.float32
         np.testing.assert_array_equal(xa.cpu().numpy(), xb.cpu().numpy())
         np.testing.assert_array_equal(ya.cpu().numpy(), yb.cpu().numpy())
+
+
+def test_prefetch_fills_the_cache_so_the_load_reads_no_shard(settings):
+    from sqlalchemy import update
+
+    x, y = _images()
+    ds_id = _stored(settings, x, y)
+    url = settings.resolved_database_url
+    job_id = new_job(url, dataset_id=ds_id, model=SPEC, training=TRAINING)
+    data.prefetch(job_id, settings)
+    assert (settings.resolved_cache_dir / ds_id / data.MANIFEST).exists()
+    with session_scope(url) as s:  # the stored shards spoiled: a load that read them would fail
+        s.execute(update(BlobChunk).values(data=b"spoiled"))
+    inputs, targets = _loaded(settings, ds_id)
+    assert np.array_equal(inputs.array, x) and np.array_equal(targets["output"], y)
+
+
+def test_the_least_recently_used_dataset_is_evicted_past_the_cache_limit(settings):
+    x, y = _images()
+    size = x.nbytes + y.nbytes
+    ids = [_stored(settings, x, y) for _ in range(3)]
+    small = settings.model_copy(update={"dataset_cache_max_bytes": int(2.5 * size)})
+    root = settings.resolved_cache_dir
+    for age, ds_id in zip((3000, 2000), ids[:2]):
+        _loaded(small, ds_id)
+        os.utime(root / ds_id / data.MANIFEST, (time.time() - age, time.time() - age))
+    _loaded(small, ids[2])  # needs room: the oldest goes
+    assert sorted(p.name for p in root.iterdir()) == sorted(ids[1:])
+    _loaded(small, ids[0])  # back again; ids[1] is old, ids[2] was just used and stays
+    assert sorted(p.name for p in root.iterdir()) == sorted([ids[0], ids[2]])
