@@ -16,8 +16,8 @@ import numpy as np
 from engine.backend import xp_of as _xp
 from engine.fused import kernels as _k
 
-__all__ = ["adam_update", "batch_norm", "enabled", "gelu", "layer_norm", "set_enabled", "sgd_step",
-           "unscale_check_"]
+__all__ = ["adam_update", "batch_norm", "enabled", "gelu", "layer_norm", "lstm_layer", "set_enabled",
+           "sgd_step", "unscale_check_"]
 
 _ON = [os.environ.get("ENGINE_FUSED", "1") != "0"]
 
@@ -63,9 +63,9 @@ def sgd_step(state: Any, p: Any, lr: float, momentum: float, dampening: float, w
     pd, gd = p._data, p.grad._data
     if not enabled(_xp(pd)) or gd.dtype != pd.dtype or not (pd.flags.c_contiguous and gd.flags.c_contiguous):
         return False
-    f32 = np.float32
+    f64 = np.float64
     if momentum == 0:
-        return _launch(_k.SGD_PLAIN, gd, f32(lr), f32(wd), np.int32(maximize), pd) is not None
+        return _launch(_k.SGD_PLAIN, gd, f64(lr), f64(wd), np.int32(maximize), pd) is not None
     from engine.tensor import Tensor
 
     st = state[p]
@@ -73,7 +73,7 @@ def sgd_step(state: Any, p: Any, lr: float, momentum: float, dampening: float, w
     first = b is None
     if first:
         b = st["momentum_buffer"] = Tensor._wrap(_xp(pd).empty_like(gd))
-    done = _launch(_k.SGD, gd, f32(lr), f32(momentum), f32(1 - dampening), f32(wd), np.int32(nesterov),
+    done = _launch(_k.SGD, gd, f64(lr), f64(momentum), f64(1 - dampening), f64(wd), np.int32(nesterov),
                    np.int32(maximize), np.int32(first), pd, b._data) is not None
     if not done and first:
         del st["momentum_buffer"]  # the plain path makes it from the gradient
@@ -87,9 +87,9 @@ def adam_update(xp: Any, beta1: float, beta2: float, eps: float, bc2_sqrt: float
         return False
     if not all(a.flags.c_contiguous for a in (param, g, m, v)):
         return False
-    f32 = np.float32
-    return _launch(_k.ADAM, g, f32(1 - beta1), f32(beta2), f32(1 - beta2), f32(eps), f32(bc2_sqrt),
-                   f32(step_size), param, m, v) is not None
+    f64 = np.float64
+    return _launch(_k.ADAM, g, f64(1 - beta1), f64(beta2), f64(1 - beta2), f64(eps), f64(bc2_sqrt),
+                   f64(step_size), param, m, v) is not None
 
 
 def gelu(input: Any, approximate: str) -> Any:
@@ -235,4 +235,75 @@ def layer_norm(input: Any, normalized_shape: tuple, weight: Any, bias: Any, eps:
             gb = wrap(g2.sum(axis=0).reshape(bias.shape)) if bias is not None and bias.requires_grad else None
             return gx, gw, gb
         attach(out, (input, weight, bias), backward, "NativeLayerNormBackward0")
+    return out
+
+
+def lstm_layer(input: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, reverse: bool,
+               w_hr: Any) -> Any:
+    """``engine.nn.functional._rnn.lstm_layer`` on cupy with each step's gate math as one kernel
+    (forward) and one kernel (backward) beside the step's GEMM; the same flat output and
+    gradients. None: the plain path (numpy, a projection, mixed dtypes)."""
+    from engine.ops._util import attach, needs_grad, wrap
+
+    x, w1, w2 = input._data, w_ih._data, w_hh._data
+    xp = _xp(x)
+    if not enabled(xp) or w_hr is not None or x.dtype.kind != "f" or x.ndim != 3:
+        return None
+    if any(t is not None and t._data.dtype != x.dtype for t in (h0, c0, w_ih, w_hh, b_ih, b_hh)):
+        return None
+    t_len, n, _ = x.shape
+    hid = w1.shape[0] // 4
+    xw = (x.reshape(t_len * n, -1) @ xp.ascontiguousarray(w1.T)).reshape(t_len, n, 4 * hid)
+    if b_ih is not None:
+        xw += b_ih._data
+    if b_hh is not None:
+        xw += b_hh._data
+    acts = xp.ascontiguousarray(xw)  # overwritten step by step with the gate activations
+    w2t = xp.ascontiguousarray(w2.T)
+    size = t_len * n * hid
+    flat = xp.empty(size + n * hid, dtype=x.dtype)
+    ys = flat[:size].reshape(t_len, n, hid)
+    cs = xp.empty((t_len, n, hid), dtype=x.dtype)
+    h, c = xp.ascontiguousarray(h0._data), xp.ascontiguousarray(c0._data)
+    order = range(t_len - 1, -1, -1) if reverse else range(t_len)
+    H = np.int64(hid)
+    for t in order:
+        a = acts[t]
+        a += h @ w2t
+        if _launch(_k.LSTM_FWD, c, H, a, cs[t], ys[t]) is None:
+            return None  # nothing else was written: the plain path starts over
+        h, c = ys[t], cs[t]
+    flat[size:] = c.reshape(-1)
+    out = wrap(flat)
+    if not needs_grad(input, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        return out
+    h0d, c0d = xp.ascontiguousarray(h0._data), xp.ascontiguousarray(c0._data)
+
+    def backward(grad: Any, _: Any) -> tuple:
+        gy = grad._data[:size].reshape(t_len, n, hid)
+        d_gates = xp.empty_like(acts)
+        dh = xp.zeros((n, hid), dtype=x.dtype)
+        dc = xp.ascontiguousarray(grad._data[size:].reshape(n, hid).astype(x.dtype, copy=True))
+        for t in reversed(order):
+            dh += gy[t]
+            c_prev = cs[t - 1] if (t > 0 and not reverse) else (cs[t + 1] if (reverse and t < t_len - 1) else c0d)
+            if _launch(_k.LSTM_BWD, dh, cs[t], c_prev, acts[t], H, dc, d_gates[t]) is None:
+                raise RuntimeError("engine.fused: the LSTM backward kernel does not compile here")
+            dh = d_gates[t] @ w2
+        fg = d_gates.reshape(t_len * n, 4 * hid)
+        gx = (fg @ w1).reshape(x.shape) if input.requires_grad else None
+        gw_ih = fg.T @ x.reshape(t_len * n, -1) if w_ih.requires_grad else None
+        gw_hh = None
+        if w_hh.requires_grad:
+            h_prev = xp.concatenate([ys[1:t_len], h0d[None]], 0) if reverse else \
+                xp.concatenate([h0d[None], ys[:t_len - 1]], 0)
+            gw_hh = fg.T @ h_prev.reshape(t_len * n, hid)
+        gb = fg.sum(0) if (b_ih is not None and b_ih.requires_grad) or \
+            (b_hh is not None and b_hh.requires_grad) else None
+        res = (gx, dh if h0.requires_grad else None, dc if c0.requires_grad else None, gw_ih, gw_hh,
+               gb if b_ih is not None and b_ih.requires_grad else None,
+               None if gb is None or b_hh is None or not b_hh.requires_grad else gb.copy(), None)
+        return tuple(None if r is None else wrap(r) for r in res)
+
+    attach(out, (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr), backward, "LstmBackward")
     return out

@@ -1,7 +1,9 @@
 """CUDA sources of the fused elementwise kernels, built lazily with cupy (ElementwiseKernel).
 
 Each kernel replaces a chain of cupy ops (one launch and one pass over memory each) with
-one pass. Half-precision inputs compute in float (``acc_t``), as torch's kernels do.
+one pass. Half-precision inputs compute in float (``acc_t``), as torch's kernels do. Scalar
+hyperparameters come in as float64 and are rounded to the arrays' type inside (``(ACC)lr``),
+which is what numpy does with a Python float times a float32 array.
 Compiled on first use and cached by cupy; nothing here runs without a GPU.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ UNSCALE = (
     "engine_amp_unscale")
 
 SGD = (
-    "T g, float32 lr, float32 momentum, float32 one_minus_dampening, float32 wd, int32 nesterov, "
+    "T g, float64 lr, float64 momentum, float64 one_minus_dampening, float64 wd, int32 nesterov, "
     "int32 maximize, int32 first", "T p, T buf",
     """
     ACC gg = maximize ? -(ACC)g : (ACC)g;
@@ -34,7 +36,7 @@ SGD = (
     """, "engine_sgd_momentum_step")
 
 SGD_PLAIN = (
-    "T g, float32 lr, float32 wd, int32 maximize", "T p",
+    "T g, float64 lr, float64 wd, int32 maximize", "T p",
     """
     ACC gg = maximize ? -(ACC)g : (ACC)g;
     if (wd != 0) gg += (ACC)wd * (ACC)p;
@@ -42,8 +44,8 @@ SGD_PLAIN = (
     """, "engine_sgd_step")
 
 ADAM = (
-    "T g, float32 one_minus_beta1, float32 beta2, float32 one_minus_beta2, float32 eps, "
-    "float32 bc2_sqrt, float32 step_size", "T p, T m, T v",
+    "T g, float64 one_minus_beta1, float64 beta2, float64 one_minus_beta2, float64 eps, "
+    "float64 bc2_sqrt, float64 step_size", "T p, T m, T v",
     """
     ACC gg = (ACC)g;
     ACC mm = (ACC)m + (gg - (ACC)m) * (ACC)one_minus_beta1;
@@ -128,6 +130,39 @@ LN_BWD = (
     long long r = i / D;
     dx = (T)((ACC)invstd[r] * ((ACC)gh - (ACC)s1[r] - (ACC)xhat * (ACC)s2[r]));
     """, "engine_ln_bwd")
+
+# One LSTM step's gate math over (N, H) elements: the gate pre-activations a (N, 4H: i, f, g, o,
+# torch's order) become their activations in place; c_new = f c_prev + i g, h = o tanh(c_new).
+LSTM_FWD = (
+    "T c_prev, int64 H", "raw T a, T c_new, T h",
+    """
+    long long r = i / H, j = i % H, base = r * 4 * H + j;
+    ACC ig = (ACC)1 / ((ACC)1 + exp(-(ACC)a[base]));
+    ACC fg = (ACC)1 / ((ACC)1 + exp(-(ACC)a[base + H]));
+    ACC gg = tanh((ACC)a[base + 2 * H]);
+    ACC og = (ACC)1 / ((ACC)1 + exp(-(ACC)a[base + 3 * H]));
+    a[base] = (T)ig; a[base + H] = (T)fg; a[base + 2 * H] = (T)gg; a[base + 3 * H] = (T)og;
+    ACC cn = fg * (ACC)c_prev + ig * gg;
+    c_new = (T)cn;
+    h = (T)(og * tanh(cn));
+    """, "engine_lstm_fwd")
+
+# Its backward: from dh (this step's total) and dc (carried, updated in place to dc * f) to the
+# four gate gradients dg (N, 4H).
+LSTM_BWD = (
+    "T dh, T c_t, T c_prev, raw T a, int64 H", "T dc, raw T dg",
+    """
+    long long r = i / H, j = i % H, base = r * 4 * H + j;
+    ACC ig = (ACC)a[base], fg = (ACC)a[base + H], gg = (ACC)a[base + 2 * H], og = (ACC)a[base + 3 * H];
+    ACC tc = tanh((ACC)c_t);
+    ACC d = (ACC)dh;
+    ACC dct = (ACC)dc + d * og * ((ACC)1 - tc * tc);
+    dg[base] = (T)(dct * gg * ig * ((ACC)1 - ig));
+    dg[base + H] = (T)(dct * (ACC)c_prev * fg * ((ACC)1 - fg));
+    dg[base + 2 * H] = (T)(dct * ig * ((ACC)1 - gg * gg));
+    dg[base + 3 * H] = (T)(d * tc * og * ((ACC)1 - og));
+    dc = (T)(dct * fg);
+    """, "engine_lstm_bwd")
 
 @cache
 def build(spec: tuple) -> Any:

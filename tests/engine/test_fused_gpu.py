@@ -1,5 +1,5 @@
 """engine.fused's cupy kernels against the plain path (numpy on the CPU is the reference):
-SGD and Adam/AdamW updates, GELU, BatchNorm (train and eval, running statistics), LayerNorm, GradScaler's
+SGD and Adam/AdamW updates, GELU, BatchNorm (train and eval, running statistics), LayerNorm, the LSTM step, GradScaler's
 unscale-and-check, and the TF32 switch. All marked gpu: they skip without cupy and a GPU."""
 import numpy as np
 import pytest
@@ -115,6 +115,27 @@ def test_layer_norm_kernel_matches_numpy(shape, norm, affine):
         y = F.layer_norm(xt, norm, wt, bt, eps=1e-5)
         y.backward(engine.tensor(g, device=dev))
         res[dev] = [_host(y), _host(xt.grad)] + ([_host(wt.grad), _host(bt.grad)] if affine else [])
+    for a, b_ in zip(res["cpu"], res["cuda"]):
+        np.testing.assert_allclose(b_, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_kernels_match_numpy(bidirectional):
+    """nn.LSTM (2 layers, batch_first) on cuda through the fused step kernels against numpy:
+    outputs, final states and every gradient."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 7, 5)).astype(np.float32)
+    engine.manual_seed(0)
+    cpu = engine.nn.LSTM(5, 8, num_layers=2, batch_first=True, bidirectional=bidirectional)
+    gpu = engine.nn.LSTM(5, 8, num_layers=2, batch_first=True, bidirectional=bidirectional)
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to("cuda")
+    res = {}
+    for dev, m in (("cpu", cpu), ("cuda", gpu)):
+        xt = engine.tensor(x, device=dev, requires_grad=True)
+        out, (h, c) = m(xt)
+        (out.sum() + (h * h).sum() + (c * 0.5).sum()).backward()
+        res[dev] = [_host(out), _host(h), _host(c), _host(xt.grad)] + [_host(p.grad) for p in m.parameters()]
     for a, b_ in zip(res["cpu"], res["cuda"]):
         np.testing.assert_allclose(b_, a, rtol=1e-4, atol=1e-5)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine import fused as _fused
 from engine.amp import _policy as _amp
 from engine.backend import get_array_module
 from engine.ops._util import attach, needs_grad, wrap
@@ -40,6 +41,9 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
     if _amp.ACTIVE:
         input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = _amp.lower(
             "lstm", input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    fused = _fused.lstm_layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, w_hr)
+    if fused is not None:
+        return fused
     x, w1, w2 = input._data, w_ih._data, w_hh._data
     xp = get_array_module(x)
     t_len, n, _ = x.shape
