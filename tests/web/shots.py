@@ -17,6 +17,7 @@ def shoot(page, name: str) -> list[Path]:
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(300)  # charts and tables follow the new width
         page.mouse.move(0, 0)
+        page.evaluate("window.scrollTo(0, 0)")  # a sticky header would land mid-image otherwise
         path = SHOTS / f"{name}-{width}.png"
         page.screenshot(path=str(path), full_page=True)
         paths.append(path)

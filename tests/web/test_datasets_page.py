@@ -148,7 +148,9 @@ def test_delete_asks_first(stack, api, page):
 
     # from its own page, with the keyboard: Enter confirms
     page.goto(f"{stack.base_url}/#/datasets/{ds_id}")
-    page.get_by_test_id("dataset-delete").focus()
+    detail = page.get_by_test_id("dataset-detail")
+    expect(detail).to_have_attribute("data-dataset-id", ds_id)
+    detail.get_by_test_id("dataset-delete").focus()
     page.keyboard.press("Enter")
     expect(dialog).to_be_visible()
     page.get_by_test_id("dialog-confirm").click()
