@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,8 @@ class MappedArray:
 
 
 # -- the cache ---------------------------------------------------------------------------
-ChunkReader = Callable[[str, int], bytes]
+ChunkReader = Callable[[str, int], Iterable[bytes]]  # (key, seq) -> the chunk's pieces, its SHA-256 checked
+PIECE_BYTES = 8 * 1024**2
 
 
 def load(session: Session, *, dataset_id: str, settings: Settings) -> tuple[np.ndarray | MappedArray,
@@ -107,7 +108,8 @@ def load(session: Session, *, dataset_id: str, settings: Settings) -> tuple[np.n
     if ds is None or ds.layout is None:
         return datasets.load_all(session, dataset_id=dataset_id)
     blobs = open_blobs(session)
-    folder = cached(ds.id, ds.layout, settings.resolved_cache_dir, lambda key, seq: blobs.read_chunk(key, seq),
+    folder = cached(ds.id, ds.layout, settings.resolved_cache_dir,
+                    lambda key, seq: blobs.chunk_pieces(key, seq, PIECE_BYTES),
                     max_bytes=settings.dataset_cache_max_bytes)
     arrays = ds.layout["arrays"]
     inputs = MappedArray(folder / datasets.INPUTS, arrays[datasets.INPUTS]["dtype"], arrays[datasets.INPUTS]["shape"])
@@ -129,9 +131,9 @@ def prefetch(job_id: str, settings: Settings) -> None:
         rows = [session.get(DatasetRow, i) for i in ids if i]
         layouts = [(d.id, d.layout) for d in rows if d is not None and d.layout]
 
-    def read(key: str, seq: int) -> bytes:
+    def read(key: str, seq: int) -> Iterator[bytes]:
         with session_scope(url) as s:
-            return open_blobs(s).read_chunk(key, seq)
+            yield from open_blobs(s).chunk_pieces(key, seq, PIECE_BYTES)
 
     for ds_id, layout in layouts:
         cached(ds_id, layout, settings.resolved_cache_dir, read, max_bytes=settings.dataset_cache_max_bytes)
@@ -172,9 +174,9 @@ def cached(ds_id: str, layout: dict[str, Any], root: Path, read: ChunkReader, *,
             whole = hashlib.sha256()
             with open(tmp / name, "wb") as f:
                 for seq in range(math.ceil(entry["size"] / entry["chunk_bytes"])):
-                    chunk = read(entry["key"], seq)
-                    whole.update(chunk)
-                    f.write(chunk)
+                    for piece in read(entry["key"], seq):
+                        whole.update(piece)
+                        f.write(piece)
             if whole.hexdigest() != entry["sha256"]:
                 raise BlobCorrupt(f"dataset {ds_id} array {name} does not match its SHA-256")
         (tmp / MANIFEST).write_text(json.dumps(manifest))

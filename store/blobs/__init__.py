@@ -138,12 +138,38 @@ class Blobs:
             raise BlobMissing(f"blob {key} has no chunk {seq}")
         return self._read(blob, seq, want if verify else None)
 
-    def stream(self, key: str, *, verify: bool = True) -> Iterator[bytes]:
-        """The blob's chunks in order, one in memory at a time."""
+    def stream(self, key: str, *, verify: bool = True, piece_bytes: int | None = None) -> Iterator[bytes]:
+        """The blob's chunks in order, one in memory at a time; with ``piece_bytes``, each chunk
+        read in pieces of that size (a chunk's SHA-256 is checked once its last piece is read:
+        BlobCorrupt then, after the pieces before it were handed out)."""
         blob = self._complete(key)
         sums = self.chunk_sums(key)
         for seq in range(blob.chunks):
-            yield self._read(blob, seq, sums[seq][1] if verify else None)
+            if piece_bytes is None:
+                yield self._read(blob, seq, sums[seq][1] if verify else None)
+            else:
+                yield from self.chunk_pieces(key, seq, piece_bytes, size=sums[seq][0],
+                                             sha256=sums[seq][1] if verify else None)
+
+    def chunk_pieces(self, key: str, seq: int, piece_bytes: int, *, size: int | None = None,
+                     sha256: str | None = None) -> Iterator[bytes]:
+        """Chunk ``seq`` in pieces of ``piece_bytes`` (only one in memory), its SHA-256 checked
+        against ``sha256`` (the recorded one when not given) at the end."""
+        blob = self._row(key)
+        if size is None or sha256 is None:
+            row = self.session.execute(select(BlobChunk.size_bytes, BlobChunk.sha256)
+                                       .where(BlobChunk.blob_key == key, BlobChunk.seq == seq)).first()
+            if row is None:
+                raise BlobMissing(f"blob {key} has no chunk {seq}")
+            size, sha256 = int(row.size_bytes), sha256 or row.sha256
+        backend = self._backend(blob)
+        h = hashlib.sha256()
+        for offset in range(0, size, piece_bytes):
+            piece = backend.read_range(key, seq, offset, min(piece_bytes, size - offset))
+            h.update(piece)
+            yield piece
+        if h.hexdigest() != sha256:
+            raise BlobCorrupt(f"chunk {seq} of blob {key} does not match its SHA-256")
 
     def get(self, key: str) -> bytes:
         """The whole blob in memory (for what needs it whole: a model to load)."""
@@ -154,12 +180,15 @@ class Blobs:
         blob = self._complete(key)
         return BlobReader(lambda seq: self.read_chunk(key, seq), size=blob.size_bytes, chunk_bytes=blob.chunk_bytes)
 
-    def _read(self, blob: Blob, seq: int, sha256: str | None) -> bytes:
+    def _backend(self, blob: Blob):
         backend = self._chunks.get(blob.backend)
         if backend is None:
             raise BlobError(f"blob {blob.key} is in the {blob.backend} backend, which this process has no "
                             "directory for (set blob_dir)")
-        data = backend.read(blob.key, seq)
+        return backend
+
+    def _read(self, blob: Blob, seq: int, sha256: str | None) -> bytes:
+        data = self._backend(blob).read(blob.key, seq)
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise BlobCorrupt(f"chunk {seq} of blob {blob.key} does not match its SHA-256")
         return data

@@ -2,7 +2,7 @@
 read one statement at a time (SQLite and PostgreSQL alike)."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store.blobs.errors import BlobMissing
@@ -20,6 +20,15 @@ class DatabaseChunks:
 
     def read(self, key: str, seq: int) -> bytes:
         data = self.session.scalar(select(BlobChunk.data).where(BlobChunk.blob_key == key, BlobChunk.seq == seq))
+        if data is None:
+            raise BlobMissing(f"blob {key} has no chunk {seq} in the database")
+        return bytes(data)
+
+    def read_range(self, key: str, seq: int, offset: int, length: int) -> bytes:
+        """Bytes ``offset`` to ``offset + length`` of the chunk, sliced by the database (the
+        chunks are stored uncompressed on PostgreSQL, so only that part is fetched)."""
+        data = self.session.scalar(select(func.substr(BlobChunk.data, offset + 1, length))
+                                   .where(BlobChunk.blob_key == key, BlobChunk.seq == seq))
         if data is None:
             raise BlobMissing(f"blob {key} has no chunk {seq} in the database")
         return bytes(data)

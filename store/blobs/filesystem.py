@@ -35,6 +35,14 @@ class FilesystemChunks:
         except FileNotFoundError as exc:
             raise BlobMissing(f"blob {key} has no chunk {seq} under {self.root}") from exc
 
+    def read_range(self, key: str, seq: int, offset: int, length: int) -> bytes:
+        try:
+            with open(self._dir(key) / str(seq), "rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        except FileNotFoundError as exc:
+            raise BlobMissing(f"blob {key} has no chunk {seq} under {self.root}") from exc
+
     def delete(self, key: str) -> None:
         shutil.rmtree(self._dir(key), ignore_errors=True)
 

@@ -54,17 +54,15 @@ def _load(session: Session, ckpt: Checkpoint | None, *, with_state: bool = False
     return ckpt
 
 
-def stream(session: Session, ckpt: Checkpoint, piece_bytes: int = 1024**2) -> Iterator[bytes]:
-    """The model file in pieces of ``piece_bytes``, one blob chunk in memory at a time (a
-    download: small pieces keep the server's send buffer small while the client reads)."""
-    if ckpt.layout != BLOBS:
-        chunks = iter([session.scalar(select(Checkpoint.data).where(Checkpoint.id == ckpt.id)) or b""])
-    else:
-        chunks = open_blobs(session).stream(_key(ckpt.id, "model"))
-    for chunk in chunks:
-        view = memoryview(chunk)
-        for start in range(0, len(view), piece_bytes):
-            yield bytes(view[start:start + piece_bytes])
+def stream(session: Session, ckpt: Checkpoint, piece_bytes: int = 4 * 1024**2) -> Iterator[bytes]:
+    """The model file in pieces of ``piece_bytes``, each read from the store by itself (a
+    download holds one piece, not a whole chunk, whatever the chunk size)."""
+    if ckpt.layout == BLOBS:
+        yield from open_blobs(session).stream(_key(ckpt.id, "model"), piece_bytes=piece_bytes)
+        return
+    view = memoryview(session.scalar(select(Checkpoint.data).where(Checkpoint.id == ckpt.id)) or b"")
+    for start in range(0, len(view), piece_bytes):
+        yield bytes(view[start:start + piece_bytes])
 
 
 def find(session: Session, *, job_id: str, which: str, mode: str) -> Checkpoint | None:

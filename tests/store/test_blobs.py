@@ -157,3 +157,24 @@ def test_unsafe_keys_and_unknown_backends_are_refused(database_url, tmp_path):
             Blobs(s).put("../etc/passwd", b"x")
         with pytest.raises(ValueError, match="blob_dir"):
             Blobs(s, backend="filesystem")
+
+
+def test_streamed_pieces_are_read_part_by_part_and_still_checked(database_url, make_blobs):
+    data = os.urandom(2600)
+    with session_scope(database_url) as s:
+        b = make_blobs(s)
+        b.put("p", data)
+        pieces = list(b.stream("p", piece_bytes=300))
+        assert [len(p) for p in pieces] == [300, 300, 300, 100] * 2 + [300, 300] and b"".join(pieces) == data
+        assert b"".join(b.chunk_pieces("p", 2, 7)) == data[2000:]
+    if make_blobs.backend == "filesystem":
+        (make_blobs.root / "p" / "1").write_bytes(b"Q" * 1000)
+    else:
+        with session_scope(database_url) as s:
+            s.execute(update(BlobChunk).where(BlobChunk.blob_key == "p", BlobChunk.seq == 1).values(data=b"Q" * 1000))
+    with session_scope(database_url) as s:
+        got = []
+        with pytest.raises(BlobCorrupt, match="chunk 1"):
+            for piece in make_blobs(s).stream("p", piece_bytes=400):
+                got.append(piece)
+        assert b"".join(got) == data[:1000] + b"Q" * 1000  # handed out before the check at the chunk's end
