@@ -107,9 +107,9 @@ class Settings(BaseSettings):
     # every API and worker machine mounts); blob_chunk_bytes is the chunk (and shard) size
     blob_backend: str = "database"
     blob_dir: Path | None = None
-    blob_chunk_bytes: int = 64 * 1024**2
+    blob_chunk_bytes: int = 16 * 1024**2  # one statement or file write each: bounds API memory
     # chunked dataset uploads: the largest part one PUT may carry, and the largest file
-    max_upload_part_bytes: int = 64 * 1024**2
+    max_upload_part_bytes: int = 32 * 1024**2
     max_upload_bytes: int = 64 * 1024**3
     # what one owner may store (datasets + checkpoints + open uploads; 0: no quota)
     max_storage_bytes_per_owner: int = 500 * 1024**3
