@@ -91,6 +91,8 @@ export class JobDetailView {
     clearTimeout(this.ckptTimer);
     clearInterval(this.ticker);
     if (this.resizeObs) this.resizeObs.disconnect();
+    for (const { chart } of this.charts) if (chart.destroy) chart.destroy(); // frees each uPlot
+    this.finetune.validateSoon.cancel();
   }
 
   wake() {
