@@ -130,8 +130,10 @@ def _gelu_grad_tensor(x: Any, approximate: str) -> Any:
 def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any,
                training: bool, momentum: float, eps: float) -> Any:
     """BatchNorm forward as two reductions and one kernel, backward as two reductions and one
-    kernel, on cupy (N, C, ...) input; running statistics updated as the plain path does.
-    None: use the plain path (numpy, mixed dtypes, or statistics missing in eval mode)."""
+    kernel, on cupy (N, C, ...) input; running statistics updated as the plain path does. A
+    float16 input with float32 parameters (what autocast leaves after a convolution) is read and
+    written in float16 and computed in float32, as torch's does, without casting copies.
+    None: use the plain path (numpy, other dtype mixes, or statistics missing in eval mode)."""
     from engine.autograd.grad_mode import STATE
     from engine.ops._util import attach, wrap
 
@@ -139,11 +141,11 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bia
     xp = _xp(x)
     if not enabled(xp) or x.ndim < 2 or x.dtype.kind != "f":
         return None
-    if any(t is not None and t._data.dtype != x.dtype for t in (weight, bias)):
-        return None
     if not training and (running_mean is None or running_var is None):
         return None
-    if any(t is not None and t._data.dtype != x.dtype for t in (running_mean, running_var)):
+    given = [t._data.dtype for t in (weight, bias, running_mean, running_var) if t is not None]
+    pdt = given[0] if given else x.dtype
+    if any(d != pdt for d in given) or not (pdt == x.dtype or (x.dtype == np.float16 and pdt == np.float32)):
         return None
     n_, c = x.shape[0], x.shape[1]
     s = int(np.prod(x.shape[2:], dtype=np.int64)) if x.ndim > 2 else 1
@@ -152,13 +154,13 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bia
     if training:
         if n <= 1:
             return None  # the plain path raises torch's error
-        mean = x3.mean(axis=(0, 2))
-        var = x3.var(axis=(0, 2))
+        mean = x3.mean(axis=(0, 2), dtype=pdt)
+        var = x3.var(axis=(0, 2), dtype=pdt)
     else:
         mean, var = running_mean._data, running_var._data
     invstd = 1 / xp.sqrt(var + eps)
-    w = weight._data if weight is not None else xp.ones(c, dtype=x.dtype)
-    b = bias._data if bias is not None else xp.zeros(c, dtype=x.dtype)
+    w = weight._data if weight is not None else xp.ones(c, dtype=pdt)
+    b = bias._data if bias is not None else xp.zeros(c, dtype=pdt)
     got = _launch(_k.BN_FWD, x3, mean, invstd, w, b, np.int64(s), np.int64(c))
     if got is None:
         return None
@@ -173,8 +175,8 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bia
     if STATE.enabled and any(t is not None and t.requires_grad for t in (input, weight, bias)):
         def backward(g: Any, _: Any) -> tuple:
             g3 = xp.ascontiguousarray(g._data).reshape(n_, c, s)
-            gsum = g3.sum(axis=(0, 2))
-            gxhat = (g3 * xhat).sum(axis=(0, 2))
+            gsum = g3.sum(axis=(0, 2), dtype=pdt)
+            gxhat = (g3 * xhat).sum(axis=(0, 2), dtype=pdt)
             gx = None
             if input.requires_grad:
                 dx = _launch(_k.BN_BWD, g3, xhat, w, invstd, gsum, gxhat, np.int64(s), np.int64(c),
@@ -183,13 +185,13 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any, bia
                     k = (w * invstd)[None, :, None]
                     dx = k * (g3 - gsum[None, :, None] / n - xhat * (gxhat[None, :, None] / n)) if training \
                         else k * g3
+                    dx = dx.astype(x.dtype, copy=False)
                 gx = wrap(dx.reshape(x.shape))
             gw = wrap(gxhat) if weight is not None and weight.requires_grad else None
             gb = wrap(gsum) if bias is not None and bias.requires_grad else None
             return gx, gw, gb
         attach(out, (input, weight, bias), backward, "NativeBatchNormBackward0")
     return out
-
 
 def layer_norm(input: Any, normalized_shape: tuple, weight: Any, bias: Any, eps: float) -> Any:
     """LayerNorm over the trailing ``normalized_shape`` dims: forward as two row reductions and

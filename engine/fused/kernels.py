@@ -87,18 +87,20 @@ GELU_BWD = (
     dx = (T)((ACC)g * d);
     """, "engine_gelu_bwd")
 
-# BatchNorm over (N, C, S) contiguous input: channel of element i is (i / S) % C.
+# BatchNorm over (N, C, S) contiguous input: channel of element i is (i / S) % C. P is the
+# parameters' and statistics' type: float for a float16 input under autocast (torch's mixed
+# BatchNorm), else the input's; xhat is kept in P for the backward.
 BN_FWD = (
-    "T x, raw T mean, raw T invstd, raw T w, raw T b, int64 S, int64 C", "T y, T xhat",
+    "T x, raw P mean, raw P invstd, raw P w, raw P b, int64 S, int64 C", "T y, P xhat",
     """
     long long c = (i / S) % C;
     ACC h = ((ACC)x - (ACC)mean[c]) * (ACC)invstd[c];
-    xhat = (T)h;
+    xhat = (P)h;
     y = (T)(h * (ACC)w[c] + (ACC)b[c]);
     """, "engine_bn_fwd")
 
 BN_BWD = (
-    "T g, T xhat, raw T w, raw T invstd, raw T gsum, raw T gxhat_sum, int64 S, int64 C, "
+    "T g, P xhat, raw P w, raw P invstd, raw P gsum, raw P gxhat_sum, int64 S, int64 C, "
     "float64 n, int32 training", "T dx",
     """
     long long c = (i / S) % C;

@@ -100,6 +100,27 @@ def test_batch_norm_kernel_matches_numpy(shape, training):
         np.testing.assert_allclose(b_, a, rtol=1e-4, atol=1e-5)
 
 
+def test_batch_norm_kernel_half_input_float_parameters():
+    """autocast's BatchNorm: float16 input, float32 parameters and statistics, one kernel each
+    way against the plain path (float32 compute on a float32 copy, cast back)."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((8, 6, 5, 5)) * 2 + 1).astype(np.float16)
+    g = rng.standard_normal(x.shape).astype(np.float16)
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    res = {}
+    for on in (True, False):
+        fused.set_enabled(on)
+        xt = engine.tensor(x, device="cuda", requires_grad=True)
+        wt, bt = (engine.tensor(v, device="cuda", requires_grad=True) for v in (w, b))
+        rm, rv = engine.zeros(6, device="cuda"), engine.ones(6, device="cuda")
+        y = F.batch_norm(xt, rm, rv, wt, bt, training=True)
+        y.backward(engine.tensor(g, device="cuda"))
+        res[on] = [_host(t) for t in (y, xt.grad, wt.grad, bt.grad, rm, rv)]
+    for a, b_ in zip(res[True], res[False]):
+        assert a.dtype == b_.dtype
+        np.testing.assert_allclose(a.astype(np.float32), b_.astype(np.float32), rtol=2e-3, atol=2e-3)
+
+
 @pytest.mark.parametrize("shape, norm, affine", [((4, 7, 16), (16,), True), ((3, 5, 6), (5, 6), True),
                                                  ((9, 33), (33,), False)])
 def test_layer_norm_kernel_matches_numpy(shape, norm, affine):

@@ -21,12 +21,12 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalizes over every dim but 1 (channels). In training, batch statistics are used and
     the running ones updated in place with the unbiased variance, as torch."""
-    if _amp.half_with_float(input, weight, bias, running_mean, running_var):
-        return batch_norm(input.float(), running_mean, running_var, weight, bias, training, momentum,
-                          eps).half()
     fused = _fused.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
     if fused is not None:
         return fused
+    if _amp.half_with_float(input, weight, bias, running_mean, running_var):
+        return batch_norm(input.float(), running_mean, running_var, weight, bias, training, momentum,
+                          eps).half()
     dims = (0,) + tuple(range(2, input.dim()))
     shape = _channel_shape(input)
     if training:
