@@ -57,6 +57,21 @@ class Settings(BaseSettings):
     # Jobs one owner may run at once (0: no cap); further jobs wait queued.
     max_running_per_owner: int = 16
     cap_retry_s: float = 2.0
+    # Jobs one owner may have queued (0: no cap): a submit past it is a 429.
+    max_queued_per_owner: int = 1000
+    # One job's training FLOPs (epochs x samples x FLOPs per sample, backward included); ~1e18
+    # is a week on one 2 TFLOP/s GPU. A submit past it is a 422.
+    max_training_flops: float = 1e18
+    # An attempt trains in a supervised child process of the worker (worker.child), under an
+    # address-space cap of the plan's memory estimate x child_memory_margin plus the data and
+    # child_memory_overhead_bytes, never above worker_memory_bytes (0: the machine's memory).
+    # A cancelled, timed-out or taken-over child that does not reach its next step within
+    # step_grace_s is killed.
+    train_in_child: bool = True
+    child_memory_margin: float = 1.5
+    child_memory_overhead_bytes: int = 512 * 1024**2
+    worker_memory_bytes: int = 0
+    step_grace_s: float = 30.0
 
     max_request_bytes: int = 64 * 1024 * 1024  # counted as the body arrives, whatever its framing
     # a single-request file upload (.npz/.npy/.csv) is decoded in the API's memory: at most this

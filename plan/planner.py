@@ -13,6 +13,7 @@ from engine.optim import lr_scheduler
 from ingest import DEFAULT_HEAD, DatasetFacts
 from plan import splits
 from plan.errors import PlanError
+from plan.memory import training_bytes
 from plan.model import HeadPlan, LossPlan, RetentionPlan, TrainingPlan
 from plan.request import JobCreate, TrainingConfig
 
@@ -33,6 +34,7 @@ class Limits(Protocol):
     max_total_steps: int
     max_parameters: int
     max_memory_bytes: int
+    max_training_flops: float
     max_restarts: int
     max_job_seconds: int
 
@@ -56,7 +58,8 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
         raise PlanError(["body", "training", "epochs"], f"epochs x steps per epoch is {total_steps}, over the limit "
                                                         f"max_total_steps ({limits.max_total_steps})")
     report = spec.validate(request.model, data.input_shape, num_classes=data.num_outputs)
-    memory = check_model_limits(report, limits, training.batch_size)
+    memory = check_model_limits(report, limits, training.batch_size, training.optimizer.type, request.model,
+                                math.prod(data.input_shape))
     zoo = request.model.get("zoo")
     heads = resolve_heads(training, report, data.heads, spec.DEFAULT_LOSS.get(zoo, "CrossEntropyLoss"))
     _check_scheduler(training)
@@ -68,7 +71,7 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
                                                              or training.validation_dataset_id):
         raise PlanError(["body", "training", "early_stopping", "metric"],
                         "watches a validation metric but there is no validation data")
-    return TrainingPlan(
+    plan = TrainingPlan(
         model=request.model, training=training, input_shape=list(data.input_shape), num_outputs=data.num_outputs,
         heads=heads, train_samples=train_samples, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         memory_bytes=memory,
@@ -77,6 +80,20 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
         retention=retention, flops_per_sample=report.flops_per_sample,
         val_samples=validation.num_samples if validation is not None else data.num_samples - train_samples,
     )
+    check_flops(plan, limits)
+    return plan
+
+
+def check_flops(plan: TrainingPlan, limits: Limits) -> None:
+    """The whole training's FLOPs (epochs x (3 x training + validation samples) x FLOPs per
+    sample) against ``max_training_flops``: a job that would hold a worker for months."""
+    flops, limit = plan.training_flops, limits.max_training_flops
+    if flops > limit:
+        raise PlanError(["body", "training", "epochs"],
+                        f"training would take about {flops:.3g} FLOPs ({plan.training.epochs} epochs x "
+                        f"{plan.epoch_flops:.3g} FLOPs per epoch: {plan.train_samples} training samples at "
+                        f"{plan.flops_per_sample:.3g} FLOPs each, forward and backward), over the limit "
+                        f"max_training_flops ({limit:.3g}); use fewer epochs or samples, or a smaller model")
 
 
 def check_precision(training: TrainingConfig, device_kind: str | None) -> None:
@@ -143,12 +160,14 @@ def _steps(training: TrainingConfig, num_samples: int) -> tuple[int, int]:
     return n_train, math.ceil(per_rank / training.batch_size)
 
 
-def check_model_limits(report: spec.Report, limits: Limits, batch_size: int) -> int:
-    """The training memory estimate, after checking it and the parameter count against the limits."""
+def check_model_limits(report: spec.Report, limits: Limits, batch_size: int, optimizer: str = "Adam",
+                       model: dict | None = None, sample_elements: int = 0) -> int:
+    """The training memory estimate (``plan.memory``), after checking it and the parameter
+    count against the limits."""
     if report.parameters > limits.max_parameters:
         raise PlanError(["body", "model"], f"the model has {report.parameters} parameters, over the limit "
                                            f"max_parameters ({limits.max_parameters})")
-    need = report.training_memory_bytes(batch_size)
+    need = training_bytes(report, batch_size, optimizer, model, sample_elements)
     if need > limits.max_memory_bytes:
         raise PlanError(["body", "model"], f"training needs about {need} bytes (weights, gradients, optimizer "
                                            f"state and activations at batch_size {batch_size}), over the limit "

@@ -7,6 +7,7 @@ from config import queues
 from config.settings import get_settings
 from store import live
 from worker.fleet import Presence
+from worker.outbox import BrokerWatch
 from worker.supervision import WORKER_SHUTDOWN, Reaper
 
 settings = get_settings()
@@ -56,7 +57,8 @@ _reaper: Reaper | None = None
 @signals.worker_ready.connect
 def _start_reaper(**_) -> None:
     global _reaper
-    _reaper = Reaper(settings.resolved_database_url, settings.reaper_interval_s, settings.requeue_after_s, send_train)
+    _reaper = Reaper(settings.resolved_database_url, settings.reaper_interval_s, settings.requeue_after_s, send_train,
+                     broker_lost=BrokerWatch(settings.redis_url, settings.queue).lost)
     _reaper.start()
 
 

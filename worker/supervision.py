@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from store.db import session_scope
 from store.repositories import jobs
-from worker import sweeps
+from worker import outbox, sweeps
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,25 @@ class Reaper(threading.Thread):
     restarts) and re-send queued jobs whose message may be lost. Safe to run in every worker:
     each job is taken by one atomic UPDATE."""
 
-    def __init__(self, database_url: str, interval: float, requeue_after_s: float, send: Callable[[str], None]):
+    def __init__(self, database_url: str, interval: float, requeue_after_s: float, send: Callable[[str], None],
+                 broker_lost: Callable[[], bool] | None = None):
         super().__init__(name="reaper", daemon=True)
         self.url, self.interval, self.requeue_after_s, self.send = database_url, interval, requeue_after_s, send
+        self.broker_lost = broker_lost  # outbox.BrokerWatch.lost: every queued job is due at once
         self._halt = threading.Event()
 
     def sweep(self) -> tuple[list[str], list[str]]:
+        lost = False
+        if self.broker_lost is not None:
+            try:
+                lost = self.broker_lost()
+            except Exception as exc:  # noqa: BLE001 - broker away: the sends below fail and stay due
+                log.warning("reaper: broker check failed: %s", exc)
         with session_scope(self.url) as session:
+            if lost:
+                jobs.forget_sent(session)
             to_send, failed = jobs.reap(session, requeue_after_s=self.requeue_after_s)
-        for job_id in to_send:
-            self.send(job_id)
+        to_send = outbox.send_due(self.url, to_send, self.send)  # marked sent once the broker took them
         sweeps.advance_all(self.url, self.send)  # launch sweeps' waiting trials, finish finished sweeps
         if to_send or failed:
             log.info("reaper: sent %s, failed %s", to_send, failed)

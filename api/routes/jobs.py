@@ -45,7 +45,13 @@ def dataset_facts(session, dataset_id: str, loc: list, owner: str) -> DatasetFac
 
 
 def create_job(session: Session, body: JobCreate, settings: Settings, owner: str) -> Job:
-    """Plan ``body`` against its datasets and add the queued job (not yet committed)."""
+    """Plan ``body`` against its datasets and add the queued job (not yet committed). An owner
+    with ``max_queued_per_owner`` jobs queued already gets a 429."""
+    cap = settings.max_queued_per_owner
+    if cap and (queued := jobs.count_queued(session, owner=owner)) >= cap:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"{queued} of your jobs are queued, the limit max_queued_per_owner ({cap}); "
+                            "submit more once some have started, or cancel some", headers={"Retry-After": "60"})
     val_id = body.training.validation_dataset_id
     data = dataset_facts(session, body.dataset_id, ["body", "dataset_id"], owner)
     val = dataset_facts(session, val_id, ["body", "training", "validation_dataset_id"], owner) if val_id else None

@@ -64,6 +64,38 @@ def owner_at_cap(session: Session, *, job_id: str, max_running: int) -> bool:
     return running >= max_running
 
 
+def _kind(plan: dict | None) -> str:
+    return (plan or {}).get("device_kind") or "cpu"
+
+
+def fair_pick(session: Session, *, job: Job) -> Job:
+    """The queued job a message about queued ``job`` should start: ``job`` itself, unless
+    another owner with a queued job of the same device kind runs fewer jobs than ``job``'s
+    owner; then that owner's oldest such job (the least-running owner first, ties by its oldest
+    job). So a second owner's job starts on the next free worker however many jobs the first
+    owner queued. One grouped read of the queued and running jobs."""
+    kind_of = func.coalesce(Job.plan["device_kind"].as_string(), "cpu")
+    same_kind = kind_of == _kind(job.plan)
+    running = dict(session.execute(
+        select(Job.owner, func.count()).where(Job.status == JobStatus.RUNNING).group_by(Job.owner)).all())
+    waiting = session.execute(
+        select(Job.owner, func.min(Job.created_at)).where(Job.status == JobStatus.QUEUED, same_kind)
+        .group_by(Job.owner)).all()
+    mine = running.get(job.owner, 0)
+    others = sorted((running.get(owner, 0), oldest, owner) for owner, oldest in waiting if owner != job.owner)
+    if not others or others[0][0] >= mine:
+        return job
+    owner = others[0][2]
+    return session.scalars(
+        select(Job).where(Job.status == JobStatus.QUEUED, Job.owner == owner, same_kind)
+        .order_by(Job.created_at, Job.id).limit(1)).first() or job
+
+
+def count_queued(session: Session, *, owner: str) -> int:
+    return session.scalar(select(func.count()).select_from(Job).where(Job.owner == owner,
+                                                                      Job.status == JobStatus.QUEUED))
+
+
 def claim(session: Session, *, job_id: str, worker: str, lease_s: float) -> int | None:
     """queued -> running for this worker; returns the new attempt, or None if not queued."""
     now = utcnow()
@@ -127,8 +159,8 @@ def release(session: Session, *, job_id: str, attempt: int, reason: str) -> bool
     """A worker gives a running job back to the queue (graceful stop, infrastructure error)."""
     result = session.execute(
         update(Job).where(_owned(job_id, attempt))
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, error=reason)
-    )
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, enqueued_at=None, error=reason)
+    )  # not yet sent: the releasing worker marks it once the broker has the message
     if result.rowcount != 1:
         return False
     events.status_changed(session, job_id)
@@ -153,10 +185,16 @@ def request_cancel(session: Session, *, job_id: str) -> str | None:
     return None
 
 
-def reap(session: Session, *, now: datetime | None = None, requeue_after_s: float) -> tuple[list[str], list[str]]:
+def reap(session: Session, *, now: datetime | None = None, requeue_after_s: float,
+         send_retry_s: float = 10.0) -> tuple[list[str], list[str]]:
     """One reaper pass. Running jobs whose lease lapsed go back to queued (or fail once they
-    used up ``max_restarts``); queued jobs not (re)sent for ``requeue_after_s`` are due for a
-    new message. Returns (job ids to send, job ids failed)."""
+    used up ``max_restarts``); queued jobs never sent, or not (re)sent for ``requeue_after_s``,
+    are due for a message. Returns (job ids to send, job ids failed).
+
+    A due job is only reserved for this pass (its ``enqueued_at`` set so that it is due again
+    after ``send_retry_s``, so two reapers do not both send it and a reaper that died before
+    sending does not leave it waiting): the caller marks it sent (``mark_sent``) once the broker
+    accepted the message, or gives it back (``mark_unsent``) if the send failed."""
     now = now or utcnow()
     failed = list(session.scalars(
         update(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now,
@@ -168,19 +206,39 @@ def reap(session: Session, *, now: datetime | None = None, requeue_after_s: floa
     ))
     requeued = list(session.scalars(
         update(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, enqueued_at=now,
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, enqueued_at=None,
                 error="worker lost; resuming from the last checkpoint")
         .returning(Job.id)
     ))
     events.status_changed(session, failed + requeued)
     stale = now - timedelta(seconds=requeue_after_s)
-    resend = list(session.scalars(
+    reserved = now - timedelta(seconds=max(requeue_after_s - send_retry_s, 0))
+    due = list(session.scalars(
         update(Job).where(Job.status == JobStatus.QUEUED,
                           or_(Job.enqueued_at.is_(None), Job.enqueued_at < stale))
-        .values(enqueued_at=now)
+        .values(enqueued_at=reserved)
         .returning(Job.id)
     ))
-    return requeued + resend, failed
+    return due, failed
+
+
+def mark_sent(session: Session, *, job_ids: list[str]) -> None:
+    """The broker accepted these jobs' messages."""
+    if job_ids:
+        session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
+                        .values(enqueued_at=utcnow()))
+
+
+def mark_unsent(session: Session, *, job_ids: list[str]) -> None:
+    """These queued jobs' messages did not reach the broker: due at the next pass."""
+    if job_ids:
+        session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
+                        .values(enqueued_at=None))
+
+
+def forget_sent(session: Session) -> int:
+    """The broker lost its data: every queued job is due for a new message. Returns how many."""
+    return session.execute(update(Job).where(Job.status == JobStatus.QUEUED).values(enqueued_at=None)).rowcount
 
 
 # -- experiments: search, labels, deletion ------------------------------------------------------
