@@ -5,12 +5,12 @@ PostgreSQL, the Python client sending an uncompressed .npz of uint8 images.
   limit (``--small-mb``, default 48 MB; max_request_bytes is 64 MiB);
 - ``chunked``: the same file, and a large one (``--mb``, default 1024 MB: the issue's 2 GB
   scaled to this shared 2-core machine), through /v1/datasets/uploads in 16 MiB parts, then
-  complete (checked and stored as 64 MiB shards).
+  complete (checked and stored as shards of blob_chunk_bytes, 16 MiB by default).
 
 Each case runs in a fresh API process; its peak RSS (VmHWM) is read after the upload. MB/s
 are file bytes over wall time: parts, complete, and end to end.
 
-    python bench/upload_throughput.py [--mb 1024] [--small-mb 48] [--json out.json]
+    python bench/upload_throughput.py [--mb 1024] [--small-mb 48] [--json out.json]   (recorded: --mb 512)
 """
 from __future__ import annotations
 

@@ -5,8 +5,9 @@ the limits) before a byte of data is read, and the inputs handed on in pieces of
 uint8 stays uint8 (images: a quarter of float32's bytes, cast per batch on the device),
 every other numeric dtype becomes float32 as ``ingest.arrays`` makes it, NaN and infinity
 refused piece by piece. Targets are small (one entry per sample) and go through
-``ingest.arrays.to_targets`` whole, exactly as the one-request upload's. A .csv is read by
-``ingest.files`` (its own limits) and stored the same way.
+``ingest.arrays.to_targets`` whole, exactly as the one-request upload's; at most
+``FileLimits.max_members`` archive entries. A .csv is read by ``ingest.files`` (in memory,
+under its own limits) and stored the same way.
 
 The caller's ``sink(name, dtype, shape, pieces)`` stores one array from its pieces and
 returns what it wants back (the store's layout entry); ingest itself imports numpy only."""
@@ -23,6 +24,7 @@ from numpy.lib import format as npy_format
 from ingest.arrays import MAX_DIMS, integral, to_targets
 from ingest.errors import IngestError
 from ingest.heads import DEFAULT_HEAD, head_info
+from ingest.limits import FileLimits
 
 FORMATS = ("npz", "csv")
 PIECE_BYTES = 8 * 1024**2
@@ -109,6 +111,9 @@ def _read_npz(f: BinaryIO, sink: Sink, *, task: str, max_bytes: int, max_samples
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise IngestError(f"is not a readable .npz file ({exc})"[:300]) from exc
     with archive:
+        members = archive.infolist()
+        if len(members) > FileLimits.max_members:
+            raise IngestError(f"the .npz has {len(members)} entries; at most {FileLimits.max_members} are read")
         names = {i.filename[:-4] if i.filename.endswith(".npy") else i.filename: i for i in archive.infolist()}
         x_key = "inputs" if "inputs" in names else "x" if "x" in names else None
         if x_key is None:
@@ -126,7 +131,7 @@ def _read_npz(f: BinaryIO, sink: Sink, *, task: str, max_bytes: int, max_samples
             if shape[0] == 0:
                 raise IngestError("inputs must be a non-empty list with one entry per sample")
             heads, ys = {}, {}
-            for head, key in head_keys.items():  # small: read whole, checked as any upload's targets
+            for head, key in head_keys.items():  # one entry per sample: read whole, checked as any upload's
                 with archive.open(names[key]) as member:
                     y_shape, y_dtype = _header(member, f"targets {head!r}")
                     if math.prod(y_shape) * y_dtype.itemsize > max_bytes:
