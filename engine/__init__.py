@@ -124,8 +124,9 @@ cuda = _Cuda()
 __version__ = "0.1.0"
 _ = _grad_mode
 
-from engine import nn, optim, utils  # noqa: E402
-from engine.serialization import load, save  # noqa: E402
-from engine import amp, backends  # noqa: E402
+from engine import amp, backends, nn, optim, utils  # noqa: E402
 from engine.amp import autocast  # noqa: E402
 from engine.backends import get_float32_matmul_precision, set_float32_matmul_precision  # noqa: E402
+from engine.serialization import load, save  # noqa: E402
+
+cuda.amp = amp.cuda_amp  # torch.cuda.amp.autocast / GradScaler

@@ -322,3 +322,13 @@ def test_transformer_encoder_layer_matches_torch(torch):
     np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=2e-2, atol=2e-2)
     ew = dict(e_layer.named_parameters())["linear1.weight"].grad.numpy()
     np.testing.assert_allclose(ew, t_layer.linear1.weight.grad.numpy(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.skipif(engine.cuda.is_available(), reason="checks the no-GPU fallback")
+def test_torch_cuda_amp_spellings():
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        ac = engine.cuda.amp.autocast()
+    assert isinstance(ac, engine.autocast) and ac.device == "cuda"
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        s = engine.cuda.amp.GradScaler(init_scale=8.0)
+    assert isinstance(s, engine.amp.GradScaler) and not s.is_enabled()

@@ -146,3 +146,44 @@ def test_cuda_scaler_without_gpu_warns_and_disables():
     with pytest.warns(UserWarning, match="CUDA is not available"):
         s = engine.amp.GradScaler()
     assert not s.is_enabled()
+
+
+def _amp_training(mod, F, autocast, scaler, x, t, w1, w2, steps):
+    """An MLP trained with autocast + GradScaler (the torch recipe); returns per step the loss,
+    the scale after update() and whether the optimizer stepped."""
+    a = mod.nn.Parameter(mod.tensor(w1))
+    b = mod.nn.Parameter(mod.tensor(w2))
+    opt = mod.optim.SGD([a, b], lr=0.05, momentum=0.9)
+    log = []
+    for i in range(steps):
+        opt.zero_grad()
+        with autocast():
+            loss = F.cross_entropy(F.linear(F.relu(F.linear(mod.tensor(x[i]), a)), b), mod.tensor(t[i]))
+        before = a.detach().numpy().copy()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        log.append((round(float(loss.item()), 3), scaler.get_scale(),
+                    not np.array_equal(before, a.detach().numpy())))
+    return log
+
+
+def test_autocast_training_with_scaler_matches_torch(torch):
+    """float16 autocast on the CPU with a scale that overflows the float16 gradients at first:
+    the same steps are skipped, the scale backs off and then grows the same way, and the
+    losses follow torch's."""
+    rng = np.random.default_rng(7)
+    steps = 14
+    x = rng.standard_normal((steps, 16, 12)).astype(np.float32)
+    t = rng.integers(0, 4, (steps, 16))
+    w1 = (rng.standard_normal((24, 12)) * 0.3).astype(np.float32)
+    w2 = (rng.standard_normal((4, 24)) * 0.3).astype(np.float32)
+    kw = {"init_scale": 2.0**24, "growth_interval": 4}
+    e = _amp_training(engine, engine.nn.functional, lambda: engine.autocast("cpu"),
+                      engine.amp.GradScaler("cpu", **kw), x, t, w1, w2, steps)
+    tt = _amp_training(torch, torch.nn.functional, lambda: torch.autocast("cpu", dtype=torch.float16),
+                       torch.amp.GradScaler("cpu", **kw), x, t, w1, w2, steps)
+    assert [s for _, s, _ in e] == [s for _, s, _ in tt]
+    assert [k for _, _, k in e] == [k for _, _, k in tt]
+    assert not e[0][2] and any(k for _, _, k in e)  # skipped at first, stepping later
+    np.testing.assert_allclose([v for v, _, _ in e], [v for v, _, _ in tt], atol=2e-3)
