@@ -82,7 +82,7 @@ export class CheckpointsCard {
           download(c.download_url, filename).catch(showBanner);
         },
       }, "Download");
-      return h("tr", { "data-testid": "checkpoint-row", "data-checkpoint-id": c.id },
+      return h("tr", { "data-testid": "checkpoint-row", "data-checkpoint-id": c.id, title: `saved ${fmtAbsolute(c.created_at)}` },
         h("td", {}, `Epoch ${c.epoch}`,
           c.latest ? h("span", { class: "mark mark-latest", "data-testid": "checkpoint-latest" }, "latest") : null,
           c.best ? h("span", { class: "mark mark-best", "data-testid": "checkpoint-best" }, "best") : null),
