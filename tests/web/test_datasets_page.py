@@ -158,3 +158,56 @@ def test_delete_asks_first(stack, api, page):
     expect(page.get_by_test_id("datasets-view")).to_be_visible()
     expect(_row(page, ds_id)).to_have_count(0)
     assert api.get(f"/v1/datasets/{ds_id}").status_code == 404
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def test_an_npy_with_its_targets_file_draws_grey_images(stack, api, page):
+    rng = np.random.default_rng(5)
+    x = (rng.random((60, 1, 6, 6)) * 4 - 2).astype(np.float32)  # outside [0, 1]: scaled by min and max
+    y = rng.integers(0, 2, size=60)
+    page.goto(f"{stack.base_url}/#/datasets")
+    _pick(page, "grey.npy", _npy(x))
+    expect(page.get_by_test_id("upload-targets")).to_be_visible()  # an .npy of inputs asks for its targets
+    page.get_by_test_id("upload-targets").set_input_files(
+        files=[{"name": "labels.npy", "mimeType": "application/octet-stream", "buffer": _npy(y)}])
+    page.get_by_test_id("upload-submit").click()
+    expect(page.get_by_test_id("upload-progress")).to_have_attribute("data-state", "done")
+    ds = _by_name(api, "grey")
+    _row(page, ds["id"]).get_by_test_id("dataset-name").click()
+    first = page.get_by_test_id("preview-image").first
+    expect(first).to_have_attribute("data-shape", "1x6x6")
+    pixels = np.array(first.evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)")).reshape(6, 6, 4)
+    expect(page.get_by_test_id("preview-image")).to_have_count(24)
+    shown = x[:24].astype(np.float64)
+    lo, hi = shown.min(), shown.max()  # one range for the samples shown
+    expected = np.floor((x[0, 0].astype(np.float64) - lo) * (255 / (hi - lo)) + 0.5)
+    np.testing.assert_array_equal(pixels[..., 0], expected)
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()  # grey
+    assert [int(b.get_attribute("data-count")) for b in page.get_by_test_id("histogram-bar").all()] \
+        == np.bincount(y).tolist()
+
+
+def test_a_regression_dataset_shows_its_target_statistics(stack, api, page):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(40, 5)).round(3)
+    y = (x @ np.arange(5) + 0.5).round(3)
+    made = api.post("/v1/datasets", json={"name": "reg", "task": "regression", "inputs": x.tolist(),
+                                          "targets": y.tolist()}).json()
+    stats = api.get(f"/v1/datasets/{made['id']}/preview").json()["statistics"]["output"]
+    page.goto(f"{stack.base_url}/#/datasets/{made['id']}")
+    expect(page.get_by_test_id("dataset-targets")).to_have_text("regression")
+    table = page.get_by_test_id("target-statistics")
+    for key in ("min", "max", "mean", "std"):
+        assert float(table.get_by_test_id(f"stat-{key}").inner_text()) == pytest.approx(stats[key], abs=1e-4)
+    expect(page.get_by_test_id("histogram-bar")).to_have_count(0)
+    rows = page.get_by_test_id("preview-row")
+    expect(rows).to_have_count(10)
+    cells = rows.first.locator("td").all_inner_texts()
+    assert [float(c) for c in cells[1:6]] == pytest.approx(x[0].tolist(), abs=1e-4)
+    assert float(cells[6]) == pytest.approx(y[0], abs=1e-3)
