@@ -63,8 +63,7 @@ def plan_job(request: JobCreate, data: DatasetFacts, limits: Limits,
     zoo = request.model.get("zoo")
     heads = resolve_heads(training, report, data.heads, spec.DEFAULT_LOSS.get(zoo, "CrossEntropyLoss"))
     _check_scheduler(training)
-    if training.precision != "32":
-        check_precision(training, getattr(training, "device", None) or _local_device_kind(limits))
+    check_precision(training, training.device)  # the routed device is checked again at submit
     retention = _retention(training, heads)
     es = training.early_stopping
     if es is not None and es.metric != "train_loss" and not (training.validation_split > 0
@@ -99,7 +98,7 @@ def check_flops(plan: TrainingPlan, limits: Limits) -> None:
 def check_precision(training: TrainingConfig, device_kind: str | None) -> None:
     """Mixed precision is for GPU jobs: numpy has no fast float16 GEMM (a float16 CPU step is
     slower than float32), and neither numpy nor the engine has bfloat16. ``device_kind`` is
-    where the job runs ("cpu", "gpu", or None when not known at submit)."""
+    where the job runs ("cpu", "gpu", or None when not yet routed)."""
     loc = ["body", "training", "precision"]
     if training.precision == "bf16-mixed":
         raise PlanError(loc, "bf16-mixed needs bfloat16 tensors, which the engine's numpy and cupy "
@@ -107,17 +106,6 @@ def check_precision(training: TrainingConfig, device_kind: str | None) -> None:
     if training.precision == "16-mixed" and device_kind == "cpu":
         raise PlanError(loc, "16-mixed needs a GPU job; this job trains on a CPU worker, which "
                              "trains in 32")
-
-
-def _local_device_kind(limits: Limits) -> str:
-    """Where a worker with these settings trains (``settings.device``: cpu, cuda, or auto: a
-    GPU when this machine's cupy sees one), the device a job not routed elsewhere gets."""
-    setting = str(getattr(limits, "device", "auto"))
-    if setting == "auto":
-        from engine.backend import cuda_is_available
-
-        return "gpu" if cuda_is_available() else "cpu"
-    return "gpu" if setting == "cuda" else "cpu"
 
 
 MAXIMIZED = ("accuracy", "precision", "recall", "f1", "r2")

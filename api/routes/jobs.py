@@ -19,7 +19,7 @@ from config.settings import Settings
 from ingest import DatasetFacts
 from plan import TrainingPlan
 from plan.estimate import DEFAULT_FLOPS_PER_S, estimate
-from plan.planner import plan_job
+from plan.planner import check_precision, plan_job
 from plan.request import JobCreate
 from store import storage
 from store.models import Job
@@ -57,6 +57,7 @@ def create_job(session: Session, body: JobCreate, settings: Settings, owner: str
     val = dataset_facts(session, val_id, ["body", "training", "validation_dataset_id"], owner) if val_id else None
     plan = plan_job(body, data, settings, validation=val)
     plan = plan.model_copy(update={"device_kind": route_to_queue(session, body.training, settings)})
+    check_precision(body.training, plan.device_kind)  # mixed precision needs a GPU job
     if body.training.init is not None:
         plan = plan.model_copy(update={"init": initweights.resolve(session, body.training.init, plan, owner)})
     return jobs.create(

@@ -1,11 +1,11 @@
-"""training.precision at submit, over SQLite and PostgreSQL: mixed precision on a CPU job is
-a 422 naming training.precision with nothing written; "32" is accepted and trains as before."""
+"""training.precision at submit, over SQLite and PostgreSQL: mixed precision on a job routed to
+the CPU queue (no GPU worker live, or device "cpu") is a 422 naming training.precision with
+nothing written; a GPU job may ask for 16-mixed; "32" is accepted and trains as before."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import engine
 from config.settings import Settings
 from store.db import session_scope
 from store.repositories import metrics
@@ -29,16 +29,26 @@ def _body(dataset_id: str, **training) -> dict:
                          **training}}
 
 
-@pytest.mark.skipif(engine.cuda.is_available(), reason="a GPU machine plans GPU jobs")
-@pytest.mark.parametrize("precision, says", [("16-mixed", "needs a GPU job"), ("bf16-mixed", "bfloat16")])
+@pytest.mark.parametrize("precision, device, says", [
+    ("16-mixed", None, "needs a GPU job"),  # no GPU worker is live here: routed to the CPU queue
+    ("16-mixed", "cpu", "needs a GPU job"),
+    ("bf16-mixed", "gpu", "bfloat16"),
+])
 def test_mixed_precision_on_a_cpu_job_is_a_422_naming_the_field(client, settings, dataset_id, row_counts,
-                                                                precision, says):
+                                                                precision, device, says):
     before = row_counts()
-    r = client.post("/v1/jobs", json=_body(dataset_id, precision=precision))
+    extra = {"device": device} if device else {}
+    r = client.post("/v1/jobs", json=_body(dataset_id, precision=precision, **extra))
     assert r.status_code == 422, r.text
     err = r.json()["detail"][0]
     assert err["pointer"] == "/training/precision" and says in err["msg"], err
     assert row_counts() == before
+
+
+def test_a_gpu_job_may_ask_for_16_mixed(client, dataset_id):
+    r = client.post("/v1/jobs", json=_body(dataset_id, precision="16-mixed", device="gpu"))
+    assert r.status_code == 202, r.text
+    assert r.json()["training"]["precision"] == "16-mixed" and r.json()["plan"]["device_kind"] == "gpu"
 
 
 def test_an_unknown_precision_is_a_422(client, dataset_id):
