@@ -23,4 +23,8 @@ COPY web web
 COPY trainyard trainyard
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 EXPOSE 8000
+# the API's health (database and broker reachable); worker services override it with their
+# fleet heartbeat (python -m worker.healthcheck)
+HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v1/health', timeout=5)"
 CMD ["trainyard", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,12 +1,14 @@
 """Fleet-scale claims: N worker processes race for M short jobs on PostgreSQL.
 
-Each worker process walks every job in its own random order and tries to claim each queued
-one with the worker's claim transaction (read the job, the owner's cap under its advisory
-lock, the compare-and-set claim), so every job is contested by all N processes at once. A
+A multiprocessing queue stands for the broker: every job's message is in it twice (as a
+redelivered or duplicated message would be), so two workers contend for each job. A worker
+takes a message and runs the worker's claim transaction (read the job, the owner's cap
+under its advisory lock, the compare-and-set claim; a capped job's message goes back). A
 claimed job then takes the rest of a short job's database path: a lease renewal, one
 reporter flush (progress, 10 metric rows with their pyramid levels, the metric/progress
 events) and the finish. A fraction of claims is abandoned (the worker "dies" holding the
-lease); reaper processes requeue those once the lease lapses and another worker resumes them.
+lease); reaper processes requeue those once the lease lapses and send their message again,
+and another worker resumes them.
 
 Checks, after the run: every (job, attempt) claimed by exactly one worker, attempts 1..k
 without gaps, every job succeeded with the finishing attempt's metrics only (no lost jobs,
@@ -33,10 +35,11 @@ import numpy as np  # noqa: E402
 
 
 def _setup(admin_url: str, n_jobs: int, owners: int) -> tuple[str, str, list[str]]:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine, text, update
 
     from migrations import upgrade
     from store.db import session_scope
+    from store.models import Job, utcnow
     from store.repositories import datasets, jobs
 
     schema = f"bench_claims_{uuid.uuid4().hex[:8]}"
@@ -50,10 +53,15 @@ def _setup(admin_url: str, n_jobs: int, owners: int) -> tuple[str, str, list[str
         ds = datasets.create(s, name="tiny", inputs=x, targets=np.zeros(4, np.int64), task="classification").id
         ids = [jobs.create(s, name=f"short-{i}", dataset_id=ds, model_spec={}, training={}, plan={"device_kind": "cpu"},
                            total_steps=10, owner=f"owner-{i % owners}").id for i in range(n_jobs)]
+        s.execute(update(Job).values(enqueued_at=utcnow()))  # sent: the reaper re-sends only what it requeues
     return url, schema, ids
 
 
-def _worker(url: str, ids: list[str], seed: int, lease_s: float, abandon: float, max_running: int, out) -> None:
+def _worker(url: str, broker, seed: int, lease_s: float, abandon: float, max_running: int, out) -> None:
+    """Take job ids off ``broker`` (each sent twice, as a redelivered message would be) and run
+    each as the worker does: claim (read, owner cap, compare-and-set), lease, flush, finish."""
+    import queue
+
     from sqlalchemy import func, select
 
     from store.db import session_scope
@@ -62,58 +70,59 @@ def _worker(url: str, ids: list[str], seed: int, lease_s: float, abandon: float,
 
     rng = random.Random(seed)
     name = f"bench-{seed}:{os.getpid()}"
-    order = list(ids)
-    rng.shuffle(order)
     won, abandoned, attempt_lat, claim_lat = [], [], [], []
-    done: set[str] = set()
     while True:
-        for job_id in order:
-            if job_id in done:
-                continue
-            t0 = time.perf_counter()
+        try:
+            job_id = broker.get(timeout=0.5)
+        except queue.Empty:
             with session_scope(url) as s:
-                job = jobs.get(s, job_id=job_id)
-                if job.status == JobStatus.SUCCEEDED:
-                    done.add(job_id)
-                attempt = None
-                if job.status == JobStatus.QUEUED and not jobs.owner_at_cap(s, job_id=job_id, max_running=max_running):
+                left = s.scalar(select(func.count()).select_from(Job).where(Job.status != JobStatus.SUCCEEDED))
+            if left == 0:
+                break
+            continue
+        t0 = time.perf_counter()
+        with session_scope(url) as s:
+            job = jobs.get(s, job_id=job_id)
+            attempt = None
+            if job.status == JobStatus.QUEUED:
+                if jobs.owner_at_cap(s, job_id=job_id, max_running=max_running):
+                    broker.put(job_id)  # deferred, as the worker re-sends a capped job
+                else:
                     attempt = jobs.claim(s, job_id=job_id, worker=name, lease_s=lease_s)
                     if attempt is not None:  # as the worker's claim: a resumed job drops a lost attempt's rows
                         metrics.delete_after(s, job_id=job_id, step=0)
-            dt = time.perf_counter() - t0
-            attempt_lat.append(dt)
-            if attempt is None:
-                continue
-            claim_lat.append(dt)
-            won.append((job_id, attempt))
-            if rng.random() < abandon:  # this "worker" dies holding the lease: the reaper requeues it
-                abandoned.append((job_id, attempt))
-                continue
-            with session_scope(url) as s:
-                jobs.heartbeat(s, job_id=job_id, attempt=attempt, lease_s=lease_s)
-            rows = [{"kind": "step", "name": "loss", "epoch": 1, "step": k, "value": 1.0 / k} for k in range(1, 11)]
-            with session_scope(url) as s:
-                if jobs.set_progress(s, job_id=job_id, attempt=attempt, epoch=1, step=10):
-                    metrics.add_many(s, job_id=job_id, rows=rows)
-                    events.record(s, job_id=job_id, attempt=attempt,
-                                  events=[(events.METRIC, {"rows": rows}), (events.PROGRESS, {"step": 10})])
-            with session_scope(url) as s:
-                jobs.finish(s, job_id=job_id, attempt=attempt, status=JobStatus.SUCCEEDED, final_metrics={"loss": 0.1})
+        dt = time.perf_counter() - t0
+        attempt_lat.append(dt)
+        if attempt is None:
+            continue
+        claim_lat.append(dt)
+        won.append((job_id, attempt))
+        if rng.random() < abandon:  # this "worker" dies holding the lease: the reaper requeues it
+            abandoned.append((job_id, attempt))
+            continue
         with session_scope(url) as s:
-            left = s.scalar(select(func.count()).select_from(Job).where(Job.status != JobStatus.SUCCEEDED))
-        if left == 0:
-            break
-        time.sleep(0.02)
+            jobs.heartbeat(s, job_id=job_id, attempt=attempt, lease_s=lease_s)
+        rows = [{"kind": "step", "name": "loss", "epoch": 1, "step": k, "value": 1.0 / k} for k in range(1, 11)]
+        with session_scope(url) as s:
+            if jobs.set_progress(s, job_id=job_id, attempt=attempt, epoch=1, step=10):
+                metrics.add_many(s, job_id=job_id, rows=rows)
+                events.record(s, job_id=job_id, attempt=attempt,
+                              events=[(events.METRIC, {"rows": rows}), (events.PROGRESS, {"step": 10})])
+        with session_scope(url) as s:
+            jobs.finish(s, job_id=job_id, attempt=attempt, status=JobStatus.SUCCEEDED, final_metrics={"loss": 0.1})
     out.put({"name": name, "won": won, "abandoned": abandoned, "attempt_lat": attempt_lat, "claim_lat": claim_lat})
 
 
-def _reaper(url: str, interval: float, stop) -> None:
+def _reaper(url: str, interval: float, broker, stop) -> None:
+    """The reaper's pass: lapsed leases back to queued, and their messages sent again."""
     from store.db import session_scope
     from store.repositories import jobs
 
     while not stop.wait(interval):
         with session_scope(url) as s:
-            jobs.reap(s, requeue_after_s=3600)  # lapsed leases back to queued; no re-sends here
+            due, _ = jobs.reap(s, requeue_after_s=3600)
+        for job_id in due:
+            broker.put(job_id)
 
 
 def run(admin_url: str, workers: int, n_jobs: int, *, owners: int = 4, lease_s: float = 2.0, abandon: float = 0.05,
@@ -123,10 +132,12 @@ def run(admin_url: str, workers: int, n_jobs: int, *, owners: int = 4, lease_s: 
 
     url, schema, ids = _setup(admin_url, n_jobs, owners)
     ctx = mp.get_context("spawn")
-    out, stop = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_worker, args=(url, ids, seed, lease_s, abandon, max_running, out))
+    out, stop, broker = ctx.Queue(), ctx.Event(), ctx.Queue()
+    for job_id in ids + ids:  # every message delivered twice: the claims contend
+        broker.put(job_id)
+    procs = [ctx.Process(target=_worker, args=(url, broker, seed, lease_s, abandon, max_running, out))
              for seed in range(workers)]
-    reaps = [ctx.Process(target=_reaper, args=(url, reaper_interval_s, stop)) for _ in range(reapers)]
+    reaps = [ctx.Process(target=_reaper, args=(url, reaper_interval_s, broker, stop)) for _ in range(reapers)]
     try:
         t0 = time.perf_counter()
         for p in procs + reaps:
@@ -196,7 +207,7 @@ def main() -> int:
     ap.add_argument("--abandon", type=float, default=0.05)
     ap.add_argument("--lease-s", type=float, default=2.0)
     a = ap.parse_args()
-    report = run(a.url, a.workers, a.jobs, abandon=a.abandon, lease_s=a.lease_s)
+    report = run(a.url, a.workers, a.jobs, abandon=a.abandon, lease_s=a.lease_s, timeout_s=1500)
     problems = check(report)
     summary = {k: v for k, v in report.items() if k not in ("results", "final")}
     summary.update(load=os.getloadavg(), cpus=os.cpu_count(), problems=len(problems))
