@@ -13,9 +13,10 @@ from engine.amp.autocast_mode import (
     set_autocast_dtype,
     set_autocast_enabled,
 )
+from engine.amp.custom import custom_bwd, custom_fwd
 from engine.amp.grad_scaler import GradScaler
 
-__all__ = ["GradScaler", "autocast", "get_autocast_dtype", "is_autocast_available",
+__all__ = ["GradScaler", "autocast", "custom_bwd", "custom_fwd", "get_autocast_dtype", "is_autocast_available",
            "is_autocast_enabled", "set_autocast_dtype", "set_autocast_enabled"]
 
 

@@ -332,3 +332,46 @@ def test_torch_cuda_amp_spellings():
     with pytest.warns(UserWarning, match="CUDA is not available"):
         s = engine.cuda.amp.GradScaler(init_scale=8.0)
     assert isinstance(s, engine.amp.GradScaler) and not s.is_enabled()
+
+
+def _scaled_matmul(mod, amp, cast_inputs):
+    """A custom Function (x @ w) * 2 that records, in forward and backward, the dtype it saw
+    and whether autocast was on."""
+    seen = []
+
+    class F(mod.autograd.Function):
+        @staticmethod
+        @amp.custom_fwd(device_type="cpu", cast_inputs=cast_inputs)
+        def forward(ctx, x, w):
+            seen.append(("fwd", str(x.dtype).split(".")[-1], amp.is_autocast_enabled("cpu")
+                         if mod is engine else mod.is_autocast_enabled("cpu")))
+            ctx.save_for_backward(x, w)
+            return (x @ w) * 2
+
+        @staticmethod
+        @amp.custom_bwd(device_type="cpu")
+        def backward(ctx, g):
+            x, w = ctx.saved_tensors
+            on = amp.is_autocast_enabled("cpu") if mod is engine else mod.is_autocast_enabled("cpu")
+            seen.append(("bwd", str((g @ w.t()).dtype).split(".")[-1], on))
+            return (g @ w.t()) * 2, (x.t() @ g) * 2
+    return F, seen
+
+
+@pytest.mark.parametrize("cast_inputs", [None, "float32"])
+def test_custom_fwd_and_bwd_follow_torch(torch, cast_inputs):
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    out = {}
+    for mod, amp, ac in ((engine, engine.amp, lambda: engine.autocast("cpu")),
+                         (torch, torch.amp, lambda: torch.autocast("cpu", dtype=torch.float16))):
+        ci = None if cast_inputs is None else getattr(mod, cast_inputs)
+        Fn, seen = _scaled_matmul(mod, amp, ci)
+        xt, wt = mod.tensor(x, requires_grad=True), mod.tensor(w, requires_grad=True)
+        with ac():
+            y = Fn.apply(xt, wt)
+        y.float().sum().backward()
+        out[mod.__name__] = (seen, str(y.dtype).split(".")[-1], xt.grad.numpy())
+    e, t = out["engine"], out["torch"]
+    assert e[0] == t[0] and e[1] == t[1]
+    np.testing.assert_allclose(e[2], t[2], rtol=1e-2, atol=1e-2)
