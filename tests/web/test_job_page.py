@@ -171,3 +171,27 @@ def test_fine_tune_from_here_starts_a_job_from_this_checkpoint(stack, api, train
     done, _ = wait_for_job(api, child["id"], timeout=240)
     assert done["status"] == "succeeded", done["error"]
     assert [e for e in page.js_errors if "status of 422" not in e] == []
+
+
+def test_predict_on_a_regression_job_shows_its_values(stack, api, page):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = x @ np.array([1.0, -2.0, 0.5], np.float32)
+    ds = api.post("/v1/datasets", json={"name": "reg-job-page", "task": "regression", "inputs": x.tolist(),
+                                        "targets": y.tolist()}).json()
+    r = api.post("/v1/jobs", json={"name": "reg", "dataset_id": ds["id"],
+                                   "model": {"layers": [{"type": "Linear", "in_features": 3, "out_features": 1}]},
+                                   "training": {"epochs": 2, "batch_size": 16,
+                                                "optimizer": {"type": "SGD", "lr": 0.05}}})
+    job, _ = wait_for_job(api, r.json()["id"], timeout=240)
+    assert job["status"] == "succeeded", job["error"]
+    _open(page, stack, job["id"])
+    page.get_by_test_id("predict-inputs").fill(json.dumps(x[:3].tolist()))
+    page.get_by_test_id("predict-button").click()
+    values = page.get_by_test_id("predict-value")
+    expect(values).to_have_count(3)
+    answer = api.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": x[:3].tolist()}).json()
+    assert answer["predictions"] == {}  # a regression head has no classes
+    shown = [float(v) for v in values.all_inner_texts()]
+    assert shown == pytest.approx([o[0] for o in answer["outputs"]["output"]], abs=1e-4)
+    expect(page.get_by_test_id("predict-class")).to_have_count(0)
