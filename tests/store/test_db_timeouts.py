@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings
-from store.db import BoundedConnection, make_engine
+from store.db import DEADLINE_MARGIN_S, BoundedConnection, make_engine, without_timeouts
 from tests.e2e.proxy import Proxy
 
 
@@ -103,5 +103,21 @@ def test_cut_connection_is_an_error_at_once_and_recovers(postgres_url, proxy):
         proxy.open()
         with engine.connect() as conn:
             assert conn.execute(text("SELECT 4")).scalar() == 4
+    finally:
+        engine.dispose()
+
+
+def test_lifted_timeouts_come_back_at_the_next_checkout(postgres_url):
+    engine = make_engine(postgres_url, Settings(db_statement_timeout_s=0.5))
+    try:
+        with engine.connect() as conn:
+            without_timeouts(conn)
+            conn.commit()
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
+            conn.execute(text("SELECT pg_sleep(0.7)"))  # a migration's long statement runs
+            conn.commit()
+        with engine.connect() as conn:  # the same pooled connection, its timeouts put back
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "500ms"
+            assert conn.connection.dbapi_connection.deadline_s == 0.5 + DEADLINE_MARGIN_S
     finally:
         engine.dispose()
