@@ -59,3 +59,22 @@ def unary_ufunc(ufunc: Any, x: Any, out: Any = None) -> Any:
     for f in futures:
         f.result()
     return out
+
+
+def split_rows(fn: Any, n: int, size: int) -> None:
+    """Run ``fn(lo, hi)`` over [0, n) in up to ``num_threads()`` contiguous parts at once (the
+    caller takes the first) when ``size``, the elements the whole call touches, is large enough;
+    else ``fn(0, n)``. ``fn`` must write disjoint outputs per part and spend its time in numpy
+    calls that release the GIL (copies, ufunc loops)."""
+    if _N < 2 or n < 2 or size < 4 * MIN_ELEMENTS:
+        fn(0, n)
+        return
+    parts = min(_N, n)
+    step = -(-n // parts)
+    pool = _get_pool()
+    futures = [pool.submit(fn, lo, min(lo + step, n)) for lo in range(step, n, step)]
+    try:
+        fn(0, step)
+    finally:
+        for f in futures:
+            f.result()

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from engine.backend import get_array_module
+from engine.ops._parallel import split_rows
 
 
 def _padded_nhwc(xp: Any, x: Any, pads: tuple) -> Any:
@@ -43,7 +46,15 @@ def _rows(xp: Any, xpad: Any, k: tuple, stride: tuple, dilation: tuple, out_hw: 
     win = xp.lib.stride_tricks.as_strided(
         xpad, (n, ho, wo, k[0], k[1], c),
         (s[0], s[1] * stride[0], s[2] * stride[1], s[1] * dilation[0], s[2] * dilation[1], s[3]))
-    return xp.ascontiguousarray(win).reshape(n * ho * wo, k[0] * k[1] * c)
+    if xp is not np:
+        return xp.ascontiguousarray(win).reshape(n * ho * wo, k[0] * k[1] * c)
+    rows = np.empty(win.shape, dtype=xpad.dtype)
+
+    def part(lo: int, hi: int) -> None:
+        np.copyto(rows[lo:hi], win[lo:hi])
+
+    split_rows(part, n, rows.size)  # samples copied on the engine's threads at once
+    return rows.reshape(n * ho * wo, k[0] * k[1] * c)
 
 
 class Saved:
@@ -106,12 +117,20 @@ def backward(g: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: 
         # below runs over Wo*C contiguous values (stride 1) rather than C-long pieces
         blocks = xp.matmul(gm, xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, o, c))
         gpad = xp.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=g.dtype)
-        for i in range(kh):
-            hs = i * dilation[0]
-            hsl = slice(hs, hs + stride[0] * (ho - 1) + 1, stride[0])
-            for j in range(kw):
-                ws = j * dilation[1]
-                gpad[:, hsl, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += blocks[i * kw + j].reshape(n, ho, wo, c)
+        b6 = blocks.reshape(kh, kw, n, ho, wo, c)
+
+        def part(lo: int, hi: int) -> None:  # samples lo..hi: the same adds in the same order
+            for i in range(kh):
+                hs = i * dilation[0]
+                hsl = slice(hs, hs + stride[0] * (ho - 1) + 1, stride[0])
+                for j in range(kw):
+                    ws = j * dilation[1]
+                    gpad[lo:hi, hsl, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += b6[i, j, lo:hi]
+
+        if xp is np:
+            split_rows(part, n, blocks.size)
+        else:
+            part(0, n)
         gx = gpad[:, pt:pt + h, pl:pl + wd].transpose(0, 3, 1, 2)
     return gx, gw
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.backend import get_array_module
 from engine.nn.functional._conv import _col2im, _pair, _windows
+from engine.ops._parallel import split_rows
 from engine.ops._util import attach, needs_grad, wrap
 from engine.tensor import Tensor
 
@@ -76,6 +77,14 @@ def _max_by_index(input: Tensor, hidx: np.ndarray, widx: np.ndarray, pads: tuple
     return out, wrap(flat)
 
 
+def _by_sample(xp: Any, fn: Any, n: int, size: int) -> None:
+    """fn(lo, hi) over the batch, split over the engine's threads for numpy arrays."""
+    if xp is np:
+        split_rows(fn, n, size)
+    else:
+        fn(0, n)
+
+
 def _max_blocks(input: Tensor, k: tuple) -> Tensor | None:
     """Max over non-overlapping kh x kw blocks (stride = kernel, no padding) as kh*kw elementwise
     maxima of strided views; the backward routes each gradient to the first maximum of its block
@@ -87,12 +96,19 @@ def _max_blocks(input: Tensor, k: tuple) -> Tensor | None:
     crop = x[:, :, :ho * k[0], :wo * k[1]]
     v = crop.reshape(n, c, ho, k[0], wo, k[1])  # a view (splits axes); keeps a channels-last layout
     offsets = [(i, j) for i in range(k[0]) for j in range(k[1])]
-    if len(offsets) > 1:  # the ufunc allocates its output in the input's memory order
-        out_arr = xp.maximum(v[:, :, :, 0, :, 0], v[:, :, :, offsets[1][0], :, offsets[1][1]])
-    else:
-        out_arr = v[:, :, :, 0, :, 0].copy()
-    for i, j in offsets[2:]:
-        xp.maximum(out_arr, v[:, :, :, i, :, j], out=out_arr)
+    out_arr = xp.empty_like(v[:, :, :, 0, :, 0])  # in the input's memory order (channels-last stays so)
+
+    def fwd(lo: int, hi: int) -> None:
+        o = out_arr[lo:hi]
+        if len(offsets) == 1:
+            o[...] = v[lo:hi, :, :, 0, :, 0]
+            return
+        i, j = offsets[1]
+        xp.maximum(v[lo:hi, :, :, 0, :, 0], v[lo:hi, :, :, i, :, j], out=o)
+        for i, j in offsets[2:]:
+            xp.maximum(o, v[lo:hi, :, :, i, :, j], out=o)
+
+    _by_sample(xp, fwd, n, x.size)
     if x.dtype.kind == "f" and bool(xp.isnan(out_arr).any()):
         return None
     out = wrap(out_arr)
@@ -101,13 +117,21 @@ def _max_blocks(input: Tensor, k: tuple) -> Tensor | None:
             gd = g._data
             full = xp.empty_like(crop, dtype=gd.dtype)  # in the input's memory order
             gx = full.reshape(n, c, ho, k[0], wo, k[1])
-            free = xp.ones_like(out_arr, dtype=bool)
-            hit = xp.empty_like(out_arr, dtype=bool)
-            for i, j in offsets:
-                xp.equal(v[:, :, :, i, :, j], out_arr, out=hit)
-                hit &= free
-                xp.multiply(gd, hit, out=gx[:, :, :, i, :, j])  # (copyto's where= is slow on strided views)
-                free &= ~hit
+            last = len(offsets) - 1
+
+            def bwd(lo: int, hi: int) -> None:
+                o, gp = out_arr[lo:hi], gd[lo:hi]
+                free = xp.ones_like(o, dtype=bool)
+                hit = xp.empty_like(o, dtype=bool)
+                for idx, (i, j) in enumerate(offsets):
+                    xp.equal(v[lo:hi, :, :, i, :, j], o, out=hit)
+                    if idx:
+                        hit &= free
+                    xp.multiply(gp, hit, out=gx[lo:hi, :, :, i, :, j])  # (copyto's where= is slow on strided views)
+                    if idx < last:
+                        xp.greater(free, hit, out=free)  # free &= ~hit
+
+            _by_sample(xp, bwd, n, x.size)
             if full.shape != x.shape:
                 full = xp.pad(full, ((0, 0), (0, 0), (0, h - ho * k[0]), (0, w - wo * k[1])))
             return (wrap(full),)

@@ -143,3 +143,25 @@ def test_conv_input_changed_in_place_before_backward_is_an_error(rng):
         h.mul_(2.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_split_over_threads_is_bitwise_the_serial_result(monkeypatch, rng, stride):
+    """The rows copy, the input-gradient adds and max-pooling split by sample over the engine's
+    pool give exactly the single-thread arrays (each element gets the same operations in the
+    same order)."""
+    from engine.ops import _parallel
+
+    x = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+
+    def run(threads):
+        monkeypatch.setattr(_parallel, "_N", threads)
+        monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)
+        xe, we = engine.tensor(x, requires_grad=True), engine.tensor(w, requires_grad=True)
+        y = F.max_pool2d(F.conv2d(xe, we, padding=1, stride=stride), 2)
+        (y * y).sum().backward()
+        return y.detach().numpy(), xe.grad.numpy(), we.grad.numpy()
+
+    for a, b in zip(run(1), run(3)):
+        np.testing.assert_array_equal(a, b)
