@@ -136,11 +136,12 @@ def delete_job(job_id: str, session: SessionDep, owner: OwnerDep) -> Response:
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
-    """A queued job is cancelled at once; a running one stops at its next step boundary
-    (within seconds), keeping its checkpoints. A finished job answers 409."""
+def cancel_job(job_id: str, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> JobOut:
+    """A queued job is cancelled at once, and so is a running one whose worker is dead; a
+    running one stops at its next step boundary (within seconds), keeping its checkpoints. A
+    finished job answers 409."""
     job = get_job_or_404(session, job_id, owner)
-    if jobs.request_cancel(session, job_id=job_id) is None:
+    if jobs.request_cancel(session, job_id=job_id, lease_s=settings.lease_s) is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} already {job.status}; nothing to cancel")
     session.commit()
     session.refresh(job)

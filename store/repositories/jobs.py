@@ -167,13 +167,24 @@ def release(session: Session, *, job_id: str, attempt: int, reason: str) -> bool
     return True
 
 
-def request_cancel(session: Session, *, job_id: str) -> str | None:
+DEAD_AFTER_BEATS = 5  # a running job's worker renews its lease every second: this many missed, it is gone
+
+
+def request_cancel(session: Session, *, job_id: str, lease_s: float | None = None) -> str | None:
     """Cancel: a queued job becomes cancelled at once; a running one is flagged for its worker
-    to stop at the next step boundary. Returns the resulting status, None if already terminal."""
+    to stop at the next step boundary, unless its worker is dead (given the workers'
+    ``lease_s``: its lease not renewed for DEAD_AFTER_BEATS seconds, or lapsed), which is
+    cancelled at once too, spending no attempt. Returns the resulting status, None if already
+    terminal."""
     now = utcnow()
+    at_once = Job.status == JobStatus.QUEUED
+    if lease_s is not None:  # the lease was last renewed at lease_expires_at - lease_s
+        silent = Job.lease_expires_at < now + timedelta(seconds=lease_s - DEAD_AFTER_BEATS)
+        at_once = or_(at_once, and_(Job.status == JobStatus.RUNNING, silent))
     if session.execute(
-        update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, failure_kind="cancelled")
+        update(Job).where(Job.id == job_id, at_once)
+        .values(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, failure_kind="cancelled",
+                lease_expires_at=None)
     ).rowcount:
         events.status_changed(session, job_id)
         return JobStatus.CANCELLED
@@ -196,6 +207,13 @@ def reap(session: Session, *, now: datetime | None = None, requeue_after_s: floa
     sending does not leave it waiting): the caller marks it sent (``mark_sent``) once the broker
     accepted the message, or gives it back (``mark_unsent``) if the send failed."""
     now = now or utcnow()
+    cancelled = list(session.scalars(  # a cancelled job whose worker died: done, no new attempt
+        update(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now, Job.cancel_requested)
+        .values(status=JobStatus.CANCELLED, finished_at=now, failure_kind="cancelled", lease_expires_at=None,
+                error="cancelled by the user (its worker was lost)")
+        .returning(Job.id)
+    ))
+    events.status_changed(session, cancelled)
     failed = list(session.scalars(
         update(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now,
                           Job.attempt > Job.max_restarts)

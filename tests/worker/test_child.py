@@ -8,12 +8,15 @@ import json
 import os
 import threading
 import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 
 from config.settings import Settings
 from store.db import session_scope
+from store.models import Job, utcnow
 from store.repositories import datasets, events, jobs, metrics
 from tests.worker.jobs import new_job
 from worker import child
@@ -131,3 +134,26 @@ def test_time_limit_kills_a_child_stuck_in_a_long_step(database_url):
         job = jobs.get(s, job_id=job_id)
         assert (job.status, job.failure_kind, job.step) == ("failed", "timeout", 0)
     print(f"\ntime limit 5 s during a long step: failed after {took:.1f}s (grace 2 s)")
+
+
+def test_cancelling_a_job_whose_worker_is_dead_is_at_once(database_url):
+    job_id = new_job(database_url, dataset_id=_dataset(database_url), model=SMALL, training=TRAINING)
+    live = new_job(database_url, dataset_id=_dataset(database_url), model=SMALL, training=TRAINING)
+    with session_scope(database_url) as s:
+        jobs.claim(s, job_id=job_id, worker="gone:1", lease_s=30)
+        jobs.claim(s, job_id=live, worker="here:1", lease_s=30)
+        # the dead worker's last renewal was 10 s ago; the live one's just now
+        s.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() + timedelta(seconds=20)))
+    with session_scope(database_url) as s:
+        assert jobs.request_cancel(s, job_id=job_id, lease_s=30) == "cancelled"
+        assert jobs.request_cancel(s, job_id=live, lease_s=30) == "running"  # its worker stops it
+    with session_scope(database_url) as s:
+        dead, running = jobs.get(s, job_id=job_id), jobs.get(s, job_id=live)
+        assert (dead.status, dead.attempt, dead.failure_kind) == ("cancelled", 1, "cancelled")
+        assert (running.status, running.cancel_requested) == ("running", True)
+        # a flagged job whose worker then dies is cancelled by the reaper, never run again
+        due, failed = jobs.reap(s, now=utcnow() + timedelta(seconds=60), requeue_after_s=300)
+        assert live not in due and not failed
+    with session_scope(database_url) as s:
+        job = jobs.get(s, job_id=live)
+        assert (job.status, job.attempt) == ("cancelled", 1)
