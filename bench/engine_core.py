@@ -1,5 +1,9 @@
 """engine core vs torch, side by side in one process: three forward+backward workloads.
 
+Kept for the GPU check (``--device cuda`` in scripts/gpu_check.sh). On the CPU, timing both
+libraries in one process lets the engine's BLAS threads slow torch (issue 17): CPU figures
+come from bench/harness.py, where these workloads are ``--extra`` ones.
+
     python bench/engine_core.py [--device cpu|cuda] [--repeat 5] [--json out.json]
                                 [--only small,matmul,chain] [--torch-threads N]
 

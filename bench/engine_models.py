@@ -191,9 +191,81 @@ def adamw10m(lib: Any, rng: np.random.Generator) -> Step:
     return _opt_only(lib, rng, "AdamW")
 
 
+def small_op(lib: Any, rng: np.random.Generator) -> Step:
+    """(a * b).sum().backward() on 100-element tensors: per-op overhead."""
+    a = lib.tensor(rng.standard_normal(100).astype(np.float32), requires_grad=True)
+    b = lib.tensor(rng.standard_normal(100).astype(np.float32), requires_grad=True)
+
+    def step() -> None:
+        a.grad = b.grad = None
+        (a * b).sum().backward()
+
+    return step
+
+
+def matmul1024(lib: Any, rng: np.random.Generator) -> Step:
+    """(A @ B).backward(G) for 1024x1024 float32."""
+    a, b = (lib.tensor(rng.standard_normal((1024, 1024)).astype(np.float32), requires_grad=True) for _ in "ab")
+    g = lib.tensor(rng.standard_normal((1024, 1024)).astype(np.float32))
+
+    def step() -> None:
+        a.grad = b.grad = None
+        (a @ b).backward(g)
+
+    return step
+
+
+def chain(lib: Any, rng: np.random.Generator) -> Step:
+    """50 elementwise ops (mul, add, tanh, mul by x, sigmoid, sub, relu, exp, div, sin, x5) on 1M
+    float32 values, then sum().backward()."""
+    x = lib.tensor(rng.uniform(-1, 1, 1_000_000).astype(np.float32), requires_grad=True)
+    ops = [lambda y: y * 1.01, lambda y: y + 0.1, lambda y: y.tanh(), lambda y: y * x, lambda y: y.sigmoid(),
+           lambda y: y - x, lambda y: y.relu(), lambda y: y.exp(), lambda y: y / 1.5, lambda y: y.sin()]
+
+    def step() -> None:
+        x.grad = None
+        y = x
+        for i in range(50):
+            y = ops[i % 10](y)
+        y.sum().backward()
+
+    return step
+
+
+def conv(lib: Any, rng: np.random.Generator) -> Step:
+    """Conv2d(32 -> 64, 3x3, padding 1) forward+backward on 64x32x14x14."""
+    m = lib.nn.Conv2d(32, 64, 3, padding=1)
+    x = lib.tensor(rng.standard_normal((64, 32, 14, 14)).astype(np.float32), requires_grad=True)
+
+    def step() -> None:
+        x.grad = None
+        m.zero_grad()
+        m(x).sum().backward()
+
+    return step
+
+
+def loader(lib: Any, rng: np.random.Generator) -> Step:
+    """One shuffled epoch of 64x1x28x28 batches from an in-memory TensorDataset of 60000 samples."""
+    ds = lib.utils.data.TensorDataset(lib.tensor(rng.standard_normal((60000, 1, 28, 28)).astype(np.float32)),
+                                      lib.tensor(rng.integers(0, 10, 60000)))
+    dl = lib.utils.data.DataLoader(ds, batch_size=64, shuffle=True, num_workers=0)
+
+    def step() -> None:
+        for _ in dl:
+            pass
+
+    return step
+
+
+# the former bench/engine_core.py, engine_nn.py and engine_optim_data.py workloads (and their targets)
+EXTRA: dict[str, Callable[[Any, np.random.Generator], Step]] = {
+    "small_op": small_op, "matmul1024": matmul1024, "chain": chain, "conv": conv, "loader": loader}
+EXTRA_TARGETS = {"small_op": 3.0, "matmul1024": 1.0, "chain": 1.5, "conv": 2.0, "loader": 1.0}
+
 WORKLOADS: dict[str, Callable[[Any, np.random.Generator], Step]] = {
     "mlp_sgd": mlp_sgd, "mlp_adam": mlp_adam, "cnn": cnn, "resnet": resnet, "lstm": lstm, "gru": gru,
-    "transformer": transformer, "adam10m": adam10m, "adamw10m": adamw10m,
+    "transformer": transformer, "adam10m": adam10m, "adamw10m": adamw10m, **EXTRA,
 }
 
 # engine / torch targets of issue 17 (the memory target applies to every training step measured)

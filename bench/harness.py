@@ -269,7 +269,8 @@ def bench_speed(args: argparse.Namespace, names: list, threads: list) -> list:
             for r in range(args.rounds):
                 order = ("engine", "torch") if r % 2 == 0 else ("torch", "engine")
                 for side in order:
-                    recs[side].append(run_child(side, name, t, "time", args))
+                    recs[side].append(run_child(side, name, t, "time", args, _env(args.engine_env) if side == "engine"
+                                                else None))
             e = statistics.median([x["median_ms"] for x in recs["engine"]])
             tt = statistics.median([x["median_ms"] for x in recs["torch"]])
             spread = {s: [min(x["min_ms"] for x in recs[s]), max(x["max_ms"] for x in recs[s])] for s in recs}
@@ -283,6 +284,11 @@ def bench_speed(args: argparse.Namespace, names: list, threads: list) -> list:
                   f"  ratio {e / tt:5.2f}x  cpu/step {row['engine_cpu_ms']:.1f} vs {row['torch_cpu_ms']:.1f} ms"
                   f"  blas {row['engine_blas']}  load {recs['engine'][-1]['load_after']}", flush=True)
     return rows
+
+
+def _env(spec: str) -> dict:
+    """KEY=VAL,... as a dict (KEY= unsets KEY in the child)."""
+    return dict(kv.split("=", 1) for kv in spec.split(",") if kv)
 
 
 def bench_memory(args: argparse.Namespace, names: list) -> list:
@@ -340,9 +346,12 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--block-s", type=float, default=1.0)
     ap.add_argument("--warm-s", type=float, default=0.5)
+    ap.add_argument("--extra", action="store_true",
+                    help="also the per-op, matmul, chain, conv and loader workloads (engine_models.EXTRA)")
     ap.add_argument("--memory", action="store_true", help="peak memory instead of speed")
     ap.add_argument("--neighbour", default="", help="workload for the neighbour-effect measurement")
     ap.add_argument("--neighbour-env", default="", help="KEY=VAL,... for the engine processes (KEY= unsets)")
+    ap.add_argument("--engine-env", default="", help="KEY=VAL,... for the engine side's processes (speed runs)")
     ap.add_argument("--json", default="")
     # child-only arguments
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -357,9 +366,10 @@ def main() -> None:
         child(args)
         return
     sys.path.insert(0, str(ROOT))
-    from bench.engine_models import TARGETS
+    from bench.engine_models import EXTRA, TARGETS
 
-    names = [n for n in TARGETS if not args.only or n in args.only.split(",")]
+    every = list(TARGETS) + list(EXTRA)
+    names = [n for n in (every if args.extra else TARGETS) if not args.only or n in args.only.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
     meta = machine()
     print(f"machine: {meta['cpu']}, {meta['cpus']} cpus; numpy {meta['numpy']}, torch {meta.get('torch')}; "
@@ -367,8 +377,7 @@ def main() -> None:
           f"OPENBLAS_L2_SIZE={meta['OPENBLAS_L2_SIZE']}", flush=True)
     out: dict = {"meta": meta}
     if args.neighbour:
-        env = dict(kv.split("=", 1) for kv in args.neighbour_env.split(",") if kv)
-        out["neighbour"] = bench_neighbour(args, args.neighbour, threads, env)
+        out["neighbour"] = bench_neighbour(args, args.neighbour, threads, _env(args.neighbour_env))
     elif args.memory:
         out["memory"] = bench_memory(args, names)
     else:
