@@ -50,7 +50,7 @@ export class DatasetsView {
     this.body = h("tbody", { "data-testid": "dataset-list" });
     this.table = h("table", { class: "datasets-table" },
       h("thead", {}, h("tr", {},
-        h("th", { scope: "col" }, "Name"), h("th", { scope: "col", class: "num" }, "Samples"),
+        h("th", { scope: "col" }, "Name"), h("th", { scope: "col", class: "num col-hide-sm" }, "Samples"),
         h("th", { scope: "col" }, "Sample shape"), h("th", { scope: "col" }, "Targets"),
         h("th", { scope: "col", class: "num col-hide-sm" }, "Size"), h("th", { scope: "col", class: "col-hide-sm" }, "Created"),
         h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
@@ -110,7 +110,7 @@ export class DatasetsView {
     },
       h("td", {}, h("a", { class: "dataset-name", href, "data-testid": "dataset-name" }, ds.name),
         h("div", { class: "job-id mono" }, ds.id)),
-      h("td", { class: "num mono", "data-testid": "dataset-samples" }, fmtInt(ds.num_samples)),
+      h("td", { class: "num mono col-hide-sm", "data-testid": "dataset-samples" }, fmtInt(ds.num_samples)),
       h("td", { class: "mono", "data-testid": "dataset-shape" }, `[${(ds.input_shape || []).join(", ")}]`),
       h("td", { "data-testid": "dataset-targets" }, targetsText(ds)),
       h("td", { class: "num mono col-hide-sm" }, fmtBytes(ds.size_bytes)),
