@@ -92,6 +92,14 @@ class Ranks:
         return float(t.item())
 
 
+def _gpu_index(ranks: Ranks, device: str) -> int | None:
+    """The GPU this rank's NCCL communicator lives on (None on CPU)."""
+    if not device.startswith("cuda"):
+        return None
+    name = ranks.device("cuda")
+    return int(name.partition(":")[2] or 0)
+
+
 def backend_for(device: str) -> str:
     return "nccl" if device.startswith("cuda") else "gloo"
 
@@ -114,10 +122,12 @@ def _follower(follow: Follow, claim, settings_fields: dict[str, Any], rank: int,
     """A follower rank's whole life: join the group, run ``follow`` in step with rank 0, leave."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = Settings(**settings_fields)
+    ranks = Ranks(rank, world, local_rank, gpus)
     dist.init_process_group(backend_for(device), init_method=f"tcp://{address}:{port}", rank=rank,
-                            world_size=world, timeout=datetime.timedelta(seconds=timeout_s))
+                            world_size=world, timeout=datetime.timedelta(seconds=timeout_s),
+                            device_id=_gpu_index(ranks, device))
     try:
-        follow(claim, settings, Ranks(rank, world, local_rank, gpus))
+        follow(claim, settings, ranks)
     except Exception:
         log.exception("rank %d of job %s failed", rank, claim.job_id)
     finally:
@@ -186,13 +196,14 @@ def node_group(claim, settings: Settings, device: str, world: int, follow: Follo
     multi = count < world
     try:
         timeout = datetime.timedelta(seconds=timeout_s)
+        me = Ranks(first, world, 0, gpus)
         try:
             if store is not None:
                 dist.init_process_group(backend_for(device), store=store, rank=first, world_size=world,
-                                        timeout=timeout)
+                                        timeout=timeout, device_id=_gpu_index(me, device))
             else:
                 dist.init_process_group(backend_for(device), init_method=f"tcp://{address}:{port}", rank=first,
-                                        world_size=world, timeout=timeout)
+                                        world_size=world, timeout=timeout, device_id=_gpu_index(me, device))
         except BaseException:
             if store is not None:
                 store.close()
@@ -201,7 +212,7 @@ def node_group(claim, settings: Settings, device: str, world: int, follow: Follo
             if multi:
                 _placement(claim.job_id, settings.worker_address or socket.gethostname(), first, count, world,
                            address, port, store, timeout_s)
-            yield Ranks(first, world, 0, gpus)
+            yield me
         finally:
             dist.destroy_process_group()
     except Exception as exc:
