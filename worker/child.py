@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # what the parent tells the child (the child then stops at its next step boundary)
 CANCEL, LOST, SHUTDOWN, TIMEOUT = "cancel", "lost", "shutdown", "timeout"
+# deaths that are the training's own doing (the job fails); any other signal is someone's kill
+CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
 
 
 def run_supervised(job_id: str, settings: Settings) -> str:
@@ -162,11 +164,11 @@ class Supervisor:
             kind = failures.OOM
             error = (f"out of memory: the kernel's OOM killer ended the training process ({peak}; the plan "
                      f"estimates {estimate / 2**20:.1f} MiB for training at this batch size)")
-        elif exitcode == -signal.SIGKILL or exitcode == 0:
+        elif -exitcode in CRASHES:
+            kind, error = failures.USER, f"the training process crashed ({how}; {peak})"
+        else:  # killed by someone (SIGKILL, SIGTERM to the worker's group...) or gone without a word
             log.warning("job %s: the training process was killed (%s); resuming elsewhere", c.job_id, how)
             kind, error = failures.INFRASTRUCTURE, f"the training process was killed ({how})"
-        else:
-            kind, error = failures.USER, f"the training process crashed ({how}; {peak})"
         log.error("job %s attempt %d: %s", c.job_id, c.attempt, error)
         with session_scope(url) as session:
             if kind == failures.INFRASTRUCTURE and c.attempt <= c.max_restarts:
@@ -194,7 +196,8 @@ def child_main(claimed: lifecycle.Claimed, settings_fields: dict[str, Any], orde
     """The training child's whole life: follow the parent's orders, cap memory once the data
     is loaded, train, report the outcome (after recording it) and exit."""
     _die_with(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's signals are the parent's to handle
+    os.setsid()  # signals to the worker's process group are the parent's to handle (it forwards a stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"[%(asctime)s: %(levelname)s/train-{os.getpid()}] %(name)s: %(message)s")

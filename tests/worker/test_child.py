@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -157,3 +159,13 @@ def test_cancelling_a_job_whose_worker_is_dead_is_at_once(database_url):
     with session_scope(database_url) as s:
         job = jobs.get(s, job_id=live)
         assert (job.status, job.attempt) == ("cancelled", 1)
+
+
+def test_a_worker_refuses_the_prefork_pool(tmp_path):
+    """Under prefork a SIGTERM could neither checkpoint nor requeue a job: the worker will not start."""
+    env = {**os.environ, "TRAINYARD_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"}
+    run = subprocess.run([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "prefork",
+                          "--concurrency", "1", "--queues", "unused"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode != 0
+    assert "do not support Celery's prefork pool" in run.stdout + run.stderr
