@@ -93,6 +93,8 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
         dhs = None if wr is None else xp.empty((t_len, n, proj), dtype=x.dtype)  # dL/dh_t, projected side
         dh = xp.zeros((n, proj), dtype=x.dtype)
         dc = grad._data[size:].reshape(n, hid).astype(x.dtype, copy=True)
+        der = xp.empty((n, 4 * hid), dtype=x.dtype)  # per-step scratch
+        tcb = xp.empty((n, hid), dtype=x.dtype)
         for t in reversed(order):
             dh += gy[t]
             if wr is not None:
@@ -101,21 +103,24 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
             a = acts[t]
             i, f, g, o = a[:, :hid], a[:, hid:2 * hid], a[:, 2 * hid:3 * hid], a[:, 3 * hid:]
             c_prev = cs[t - 1] if (t > 0 and not reverse) else (cs[t + 1] if (reverse and t < t_len - 1) else c0d)
-            tc = xp.tanh(cs[t])
+            # the activations' derivatives for all four gates at once: (1 - s) * s, and 1 - g^2
+            xp.subtract(1.0, a, out=der)
+            der *= a
+            der_g = der[:, 2 * hid:3 * hid]
+            xp.multiply(g, g, out=der_g)
+            xp.subtract(1.0, der_g, out=der_g)
+            tc = xp.tanh(cs[t], out=tcb)
             dg_all = d_gates[t]
             xp.multiply(dh, tc, out=dg_all[:, 3 * hid:])  # d o
-            dg_all[:, 3 * hid:] *= o * (1.0 - o)
             tc *= tc
             xp.subtract(1.0, tc, out=tc)
             tc *= o
             tc *= dh
             dc += tc  # dc_t total
             xp.multiply(dc, g, out=dg_all[:, :hid])  # d i
-            dg_all[:, :hid] *= i * (1.0 - i)
             xp.multiply(dc, c_prev, out=dg_all[:, hid:2 * hid])  # d f
-            dg_all[:, hid:2 * hid] *= f * (1.0 - f)
             xp.multiply(dc, i, out=dg_all[:, 2 * hid:3 * hid])  # d g
-            dg_all[:, 2 * hid:3 * hid] *= 1.0 - g * g
+            dg_all *= der  # through the activations
             dc *= f
             dh = dg_all @ w2
         fg = d_gates.reshape(t_len * n, 4 * hid)
