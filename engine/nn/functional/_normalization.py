@@ -7,6 +7,7 @@ from typing import Any
 from engine import fused as _fused
 from engine.amp import _policy as _amp
 from engine.autograd.grad_mode import no_grad
+from engine.nn.functional._batchnorm import batch_norm_train
 from engine.tensor import Tensor
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "normalize", "rms_norm"]
@@ -27,6 +28,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if _amp.half_with_float(input, weight, bias, running_mean, running_var):
         return batch_norm(input.float(), running_mean, running_var, weight, bias, training, momentum,
                           eps).half()
+    if training and input.dim() >= 2 and input.numel() > input.shape[1] and input._data.dtype.kind == "f":
+        return batch_norm_train(input, running_mean, running_var, weight, bias, momentum, eps)
     dims = (0,) + tuple(range(2, input.dim()))
     shape = _channel_shape(input)
     if training:
