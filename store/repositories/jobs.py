@@ -185,6 +185,7 @@ def request_cancel(session: Session, *, job_id: str, lease_s: float | None = Non
         update(Job).where(Job.id == job_id, at_once)
         .values(status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, failure_kind="cancelled",
                 lease_expires_at=None)
+        .execution_options(synchronize_session="fetch")  # SQLite's naive datetimes do not compare in Python
     ).rowcount:
         events.status_changed(session, job_id)
         return JobStatus.CANCELLED
