@@ -21,6 +21,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -102,7 +103,8 @@ def report(samples: list, seconds: float) -> dict:
         lat = [dt * 1000 for _, dt in got]
         rows[name] = {"n": len(got), "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
                       "max_ms": max(lat), "5xx": sum(1 for s, _ in got if isinstance(s, int) and s >= 500),
-                      "other_non_2xx": sum(1 for s, _ in got if not (isinstance(s, int) and (s < 300 or s >= 500)))}
+                      "other_non_2xx": sum(1 for s, _ in got if not (isinstance(s, int) and (s < 300 or s >= 500))),
+                      "statuses": dict(Counter(str(s) for s, _ in got))}
     return {"requests": len(samples), "rps": len(samples) / seconds, "endpoints": rows,
             "total_5xx": sum(r["5xx"] for r in rows.values())}
 
