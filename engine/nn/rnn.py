@@ -4,7 +4,8 @@
 The input projection of every time step is one matmul; the recurrence loops over
 time steps (inherently sequential), never over batch items. LSTM layers run as one
 fused op per direction (functional._rnn.lstm_layer: one GEMM per step for all gates,
-hand-written backward); RNN and GRU go through autograd step by step.
+hand-written backward), GRU layers too (functional._gru.gru_layer); RNN goes through autograd
+step by step.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import engine
 from engine.nn import functional as F
 from engine.nn import init
+from engine.nn.functional._gru import gru_layer
 from engine.nn.functional._rnn import lstm_layer
 from engine.nn.linear import _empty
 from engine.nn.module import Module
@@ -126,6 +128,11 @@ class RNNBase(Module):
                     outs.append(steps)
                     h_n.append(steps[0] if d else steps[seq - 1])
                     c_n.append(ys[size:].reshape(n, self.hidden_size))
+                    continue
+                if self.mode == "GRU":
+                    steps = gru_layer(x, h, w_ih, w_hh, b_ih, b_hh, bool(d))
+                    outs.append(steps)
+                    h_n.append(steps[0] if d else steps[seq - 1])
                     continue
                 xw = F.linear(x, w_ih, b_ih)
                 c = None
