@@ -104,10 +104,11 @@ def test_regression_targets_without_values_are_a_422_and_previews_answer(client)
 
 @pytest.fixture
 def small_body_client(settings, monkeypatch):
-    monkeypatch.setenv("TRAINYARD_MAX_REQUEST_BYTES", "4096")  # create_app reads the process's settings
-    get_settings.cache_clear()
-    app = create_app()
-    get_settings.cache_clear()
+    with monkeypatch.context() as env:  # create_app reads the process's settings
+        env.setenv("TRAINYARD_MAX_REQUEST_BYTES", "4096")
+        get_settings.cache_clear()
+        app = create_app()
+    get_settings.cache_clear()  # nothing after this app sees the small limit
     app.dependency_overrides[get_settings] = lambda: settings
     with TestClient(app) as c:
         yield c
