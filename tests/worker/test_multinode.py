@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -96,3 +97,76 @@ def test_four_cpu_ranks_over_two_loopback_hosts_train_like_one_process_at_four_t
     assert "127.0.0.1:0-1" in placement[0] and "127.0.0.2:2-3" in placement[0] or \
         "127.0.0.2:0-1" in placement[0] and "127.0.0.1:2-3" in placement[0], placement
     assert subprocess.run(["pgrep", "-f", base], capture_output=True).stdout == b""
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_lost_host_fails_the_attempt_and_the_job_resumes_from_its_checkpoint(database_url, real_redis_url, tmp_path):
+    """Kill the joined host (its worker and its ranks, SIGKILL) once the job has a checkpoint:
+    the claiming host's ranks see the lost connection, the attempt goes back to the queue, a
+    new host on the same address joins the next attempt, and the job ends with the weights of
+    an uninterrupted run."""
+    import signal
+
+    from store.repositories import workers
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    with session_scope(database_url) as s:
+        ds_id = datasets.create(s, name="d", inputs=x, targets=y, task="classification").id
+
+    def job(devices: int, batch: int) -> str:
+        training = {"epochs": 12, "batch_size": batch, "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9},
+                    "seed": 4, "validation_split": 0.2, "devices": devices, "checkpoint_every": 5, "device": "cpu"}
+        return new_job(database_url, name=f"d{devices}", dataset_id=ds_id, model=SPEC, training=training)
+
+    single = job(1, 32)
+    assert run_job(single, Settings(database_url=database_url, train_in_child=False)) == "succeeded"
+    base = f"test-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": real_redis_url, "TRAINYARD_QUEUE": base,
+           "TRAINYARD_HOST_RANKS": "2", "TRAINYARD_DEVICE": "cpu", "TRAINYARD_JOIN_TIMEOUT_S": "120"}
+    hosts = {a: _host(tmp_path, env, a) for a in ("127.0.0.1", "127.0.0.2")}
+    started = list(hosts.values())
+    try:
+        multi = job(4, 8)
+        api_queue.enqueue_training(Settings(database_url=database_url, redis_url=real_redis_url, queue=base), multi)
+
+        def joined_host():
+            with session_scope(database_url) as s:
+                if not checkpoints.latest_with_data(s, job_id=multi) or jobs.get(s, job_id=multi).status != "running":
+                    return None
+                for w in workers.live(s, ttl_s=30):
+                    if any(j["job_id"] == multi and j["ranks"] == [2, 3] for j in w.jobs):
+                        return w.address, int(w.name.rsplit(":", 1)[1])
+            return None
+
+        deadline = time.monotonic() + 240
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            victim = joined_host()
+            time.sleep(0.1)
+        assert victim is not None, "the job never ran on two hosts with a checkpoint"
+        address, pid = victim
+        assert hosts[address].proc.pid == pid
+        os.killpg(pid, signal.SIGKILL)  # the host is gone: its worker and its two ranks
+        hosts[address].proc.wait()
+        replacement = _host(tmp_path, env, address)  # a new machine takes the address
+        started.append(replacement)
+        while time.monotonic() < deadline + 300:
+            with session_scope(database_url) as s:
+                if jobs.get(s, job_id=multi).status in ("succeeded", "failed", "cancelled"):
+                    break
+            time.sleep(0.5)
+    finally:
+        for h in started:
+            h.stop()
+        redis.Redis.from_url(real_redis_url).delete(f"{base}.cpu", f"{base}.gpu")
+    (j1, w1, l1, _), (j4, w4, l4, log4) = _result(database_url, single), _result(database_url, multi)
+    assert j4.status == "succeeded", j4.error
+    assert j4.attempt >= 2  # the attempt that lost its host, then the one that resumed
+    assert any("RankLost" in line or "was lost" in line for line in log4), log4[-5:]
+    resumed = [int(m) for line in log4 for m in re.findall(r"resuming from step (\d+)", line)]
+    assert resumed and resumed[-1] > 0  # from the checkpoint, not from the start
+    assert np.allclose(l4, l1, rtol=1e-5, atol=1e-6) and j4.step == j1.step == 60
+    for key in w1:
+        assert np.allclose(w4[key], w1[key], rtol=1e-4, atol=1e-5), key
