@@ -29,6 +29,8 @@ def to_float_array(value: Any) -> np.ndarray:
         raise IngestError("must be a non-empty list with one entry per sample")
     if arr.ndim > MAX_DIMS:
         raise IngestError(f"has {arr.ndim} dimensions; at most {MAX_DIMS} are allowed")
+    if math.prod(arr.shape[1:]) == 0:
+        raise IngestError(f"has no values per sample (shape {list(arr.shape)}); a sample needs at least one")
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         raise IngestError("must not contain NaN or Infinity")

@@ -94,6 +94,10 @@ def test_regression_targets_without_values_are_a_422_and_previews_answer(client)
                                           "targets": [[], []]})
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == ["body", "targets"] and "no values per sample" in r.text
+    for inputs in ([[], []], [[[]], [[]]]):  # samples without values either
+        r = client.post("/v1/datasets", json={"name": "empty", "inputs": inputs, "targets": [0, 1]})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "inputs"] and "no values per sample" in r.text
     r = client.post("/v1/datasets", json={"name": "r", "task": "regression", "inputs": [[1.0], [2.0]],
                                           "targets": [0.5, 1.5]})
     for rows in (0, 1, 5, -3, 10**30):
