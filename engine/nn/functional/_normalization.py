@@ -8,6 +8,7 @@ from engine import fused as _fused
 from engine.amp import _policy as _amp
 from engine.autograd.grad_mode import no_grad
 from engine.nn.functional._batchnorm import batch_norm_train
+from engine.nn.functional._layernorm import layer_norm_rows
 from engine.tensor import Tensor
 
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "normalize", "rms_norm"]
@@ -109,6 +110,12 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | 
     fused = _fused.layer_norm(input, normalized_shape, weight, bias, eps)
     if fused is not None:
         return fused
+    d = 1
+    for s in normalized_shape:
+        d *= s
+    if input._data.dtype.kind == "f" and d > 0 and all(
+            t is None or t._data.dtype == input._data.dtype for t in (weight, bias)):
+        return layer_norm_rows(input, d, weight, bias, eps)  # the fused op (no double backward)
     dims = tuple(range(input.dim() - len(normalized_shape), input.dim()))
     mean = input.mean(dims, keepdim=True)
     centered = input - mean

@@ -165,3 +165,33 @@ def test_conv_split_over_threads_is_bitwise_the_serial_result(monkeypatch, rng, 
 
     for a, b in zip(run(1), run(3)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", [((4, 6, 8), (8,), True), ((3, 4, 5), (4, 5), True), ((5, 7), (7,), False),
+                                  ("transposed", (8,), True)])
+def test_layer_norm_matches_torch(torch, rng, case):
+    shape, norm, affine = case
+    x = rng.standard_normal((6, 4, 8)) * 2 + 0.5
+    if shape == "transposed":  # a non-contiguous input, as batch_first attention gives
+        xe, xt = engine.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        ie, it = xe.transpose(0, 1), xt.transpose(0, 1)
+    else:
+        x = rng.standard_normal(shape) * 2 + 0.5
+        xe, xt = engine.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        ie, it = xe, xt
+    em = nn.LayerNorm(norm, elementwise_affine=affine).double()
+    tm = torch.nn.LayerNorm(norm, elementwise_affine=affine).double()
+    if affine:
+        w, b = rng.standard_normal(norm), rng.standard_normal(norm)
+        em.weight.data, em.bias.data = engine.tensor(w), engine.tensor(b)
+        with torch.no_grad():
+            tm.weight.copy_(torch.tensor(w)), tm.bias.copy_(torch.tensor(b))
+    ye, yt = em(ie), tm(it)
+    np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    g = rng.standard_normal(tuple(yt.shape))
+    (ye * engine.tensor(g)).sum().backward()
+    (yt * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-11)
+    if affine:
+        np.testing.assert_allclose(em.weight.grad.numpy(), tm.weight.grad.numpy(), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(em.bias.grad.numpy(), tm.bias.grad.numpy(), rtol=1e-9, atol=1e-11)
