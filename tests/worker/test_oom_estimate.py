@@ -79,3 +79,26 @@ def test_memory_estimate_is_within_1_5x_of_the_measured_peak(name):
     print(f"\n{name}: estimate {got['estimate'] / 2**20:.1f} MiB, measured peak {got['peak'] / 2**20:.1f} MiB, "
           f"ratio {ratio:.2f}")
     assert 1 / 1.5 <= ratio <= 1.5
+
+
+def test_a_job_past_max_training_flops_is_refused_naming_epochs():
+    from config.settings import Settings
+    from ingest import DatasetFacts
+    from ingest.heads import head_info
+    from plan.errors import PlanError
+    from plan.planner import plan_job
+    from plan.request import JobCreate
+
+    y = (np.arange(1000) % 10).astype(np.int64)
+    facts = DatasetFacts(input_shape=[3, 32, 32], heads={"output": head_info("classification", y)}, num_samples=1000)
+    body = JobCreate(name="big", dataset_id="d", model={"zoo": "resnet18"},
+                     training={"epochs": 1000, "batch_size": 32, "optimizer": {"type": "SGD", "lr": 0.1},
+                               "validation_split": 0.2})
+    settings = Settings(max_training_flops=1e15)
+    with pytest.raises(PlanError) as refused:
+        plan_job(body, facts, settings)
+    assert refused.value.loc == ["body", "training", "epochs"]
+    assert "max_training_flops (1e+15)" in str(refused.value)
+    fewer = body.model_copy(update={"training": body.training.model_copy(update={"epochs": 1})})
+    plan = plan_job(fewer, facts, settings)  # a thousandth of it fits
+    assert 0 < plan.training_flops <= 1e15
