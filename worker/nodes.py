@@ -62,6 +62,12 @@ def join(job_id: str, attempt: int, address: str, port: int, world: int, per_nod
     broke; rank 0's host records the attempt's outcome)."""
     if not _running(settings, job_id, attempt):
         return "stale"
+    me = fleet._identity(settings)
+    if me.gpus and len(me.gpus) < per_node:  # every host runs as many ranks as the first: find a bigger one
+        from worker.celery_app import send_join
+
+        send_join(job_id, attempt, address, port, world, per_node, countdown=1.0)
+        return "small"
     device = parallel.pick_device(settings.device)
     with fleet.hold(job_id, settings, ranks=per_node) as held:
         if held is None:
