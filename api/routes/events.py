@@ -32,6 +32,7 @@ from store.db import session_scope
 from store.models import Job, JobStatus
 from store.repositories import events
 
+MAX_SEQ = 2**31 - 1  # event numbers, attempts and log positions are 32-bit columns
 router = APIRouter(prefix="/jobs/{job_id}", tags=["events"])
 log = logging.getLogger(__name__)
 KEEPALIVE_S = 15.0
@@ -54,7 +55,8 @@ def _position(after: int | None, last_event_id: str | None) -> int:
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "events status, progress, metric, checkpoint, log; then end"}})
 async def job_events(job_id: str, owner: OwnerDep, settings: SettingsDep,
-                     after: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
+                     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ,
+                                                        description="replay events after this id")] = None,
                      last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
     """The job's events as Server-Sent Events, from after ``Last-Event-ID`` (or ``after``;
     default: the whole history) until it ends. Keep-alive comments every 15 s."""
@@ -178,8 +180,8 @@ async def _close(client, pubsub) -> None:
 
 @router.get("/logs", response_model=LogPage)
 def job_logs(job_id: str, session: SessionDep, owner: OwnerDep,
-             attempt: Annotated[int | None, Query(ge=1, description="only this attempt's lines")] = None,
-             after: Annotated[int, Query(ge=0, description="the last_seq of the previous page")] = 0,
+             attempt: Annotated[int | None, Query(ge=1, le=MAX_SEQ, description="only this attempt's lines")] = None,
+             after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="the last_seq of the previous page")] = 0,
              limit: Annotated[int, Query(ge=1, le=10_000, description="log events per page")] = 1000) -> LogPage:
     """A job's log lines (the training loop's messages, warnings, failure tracebacks), oldest
     first, per attempt; page with ``after`` = the previous answer's ``last_seq``."""

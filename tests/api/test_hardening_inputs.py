@@ -157,3 +157,16 @@ def test_requests_past_the_owners_rate_are_a_429_with_retry_after(limited):
     assert limited.post("/v1/datasets", headers=alice, json=DATA).status_code == 429  # nothing written past it
     assert limited.get("/v1/datasets", headers=bob).status_code == 200  # another owner has a minute of its own
     assert limited.get("/v1/health").status_code == 200  # probes are not counted
+
+
+def test_integers_past_the_columns_are_a_422_naming_them(client):
+    ds = client.post("/v1/datasets", json=DATA).json()
+    body = {"name": "j", "dataset_id": ds["id"], "model": SPEC, "training": TRAINING}
+    job = client.post("/v1/jobs", json=body).json()
+    for path, name in ((f"/v1/jobs/{job['id']}/logs?attempt={10**30}", "attempt"),
+                       (f"/v1/jobs/{job['id']}/logs?after={10**30}", "after"),
+                       (f"/v1/jobs/{job['id']}/events?after={10**30}", "after")):
+        r = client.get(path)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.json()["detail"][0]["loc"] == ["query", name]
+    assert client.get(f"/v1/jobs/{job['id']}/logs?attempt={2**31 - 1}").status_code == 200
