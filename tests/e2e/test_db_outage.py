@@ -88,7 +88,7 @@ def _during_outage(proxy: Proxy, client: httpx.Client, fault: str) -> None:
     healed = time.monotonic()
     assert eventually(lambda: client.get("/v1/datasets").status_code == 200, timeout=60, interval=0.2)
     recovery = time.monotonic() - healed
-    for method, path, body in calls:
+    for method, path, _ in calls:
         if method == "GET":
             r = client.get(path)
             assert r.status_code == 200, (path, r.status_code, r.text)
