@@ -145,7 +145,7 @@ def test_live_job_end_to_end(stack, api, digits_dataset_id, page, tmp_path):
     assert n_steps == job["progress"]["total_steps"] > 0
     chart = page.get_by_test_id("loss-chart")
     expect(chart).to_be_visible()
-    assert chart.locator("canvas").count() == 1  # uPlot draws on a canvas
+    expect(chart.locator("canvas")).to_have_count(1)  # uPlot draws on a canvas
     train_path = chart.get_by_test_id("train-loss-path")
     expect(train_path).to_have_attribute("data-points", str(n_steps))
     assert drawn(train_path) == n_steps
