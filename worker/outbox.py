@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 def send_due(url: str, job_ids: list[str], send: Callable[[str], None]) -> list[str]:
     """Send each job's message; mark the accepted ones sent and the rest unsent (the first
     failure ends the pass: the broker is away). Returns the ids sent."""
+    if not job_ids:
+        return []
     sent: list[str] = []
     error: Exception | None = None
     for job_id in job_ids:
