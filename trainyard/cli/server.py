@@ -94,6 +94,7 @@ def worker(pool: Annotated[str, typer.Option(help="Celery pool")] = "solo",
     if n == 1:
         command = worker_command(queue, pool=pool, concurrency=concurrency)
         os.execve(command[0], command, env)
+        return  # (execve does not return, except where a test replaced it)
     children = [Child(f"worker-{i}", worker_command(queue, pool=pool, concurrency=concurrency,
                                                     hostname=f"worker{i}@%h"), env, stop_timeout=60)
                 for i in range(n)]
