@@ -86,6 +86,21 @@ export class ColumnChooser {
     this.el = h("details", { class: "chooser", "data-testid": "column-chooser" },
       h("summary", { class: "btn" }, "Columns"), this.list);
     this.offered = "";
+    // a click anywhere else closes it
+    this.outside = (ev) => { if (this.el.open && !this.el.contains(ev.target)) this.close(false); };
+    this.escape = (ev) => { if (this.el.open && ev.key === "Escape") this.close(true); };
+    document.addEventListener("pointerdown", this.outside);
+    document.addEventListener("keydown", this.escape);
+  }
+
+  close(focus) {
+    this.el.open = false;
+    if (focus) this.el.querySelector("summary").focus();
+  }
+
+  destroy() {
+    document.removeEventListener("pointerdown", this.outside);
+    document.removeEventListener("keydown", this.escape);
   }
 
   offer(jobs) {
@@ -95,8 +110,12 @@ export class ColumnChooser {
       if (kind === "metric" && !metrics.includes(name)) metrics.push(name);
       if (kind === "cfg" && !config.includes(name)) config.push(name);
     }
-    const key = JSON.stringify([metrics, config, this.columns]);
-    if (key === this.offered) return;
+    const key = JSON.stringify([metrics, config]);
+    if (key === this.offered) {
+      // the same offer: only the ticks follow (rebuilding would take the focus away)
+      for (const box of this.list.querySelectorAll("input[data-column]")) box.checked = this.columns.includes(box.dataset.column);
+      return;
+    }
     this.offered = key;
     const box = (col, text) => h("label", { class: "chooser-item" },
       h("input", { type: "checkbox", checked: this.columns.includes(col), "data-column": col,

@@ -54,6 +54,7 @@ export class RunsTableView {
   unmount() {
     this.poller.stop();
     this.live.stop();
+    this.chooser.destroy();
     clearTimeout(this.searchTimer);
   }
 

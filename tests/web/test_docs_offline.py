@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.web.shots import shoot
+
 pytestmark = pytest.mark.web
 
 
@@ -42,12 +44,14 @@ def test_swagger_ui_lists_the_operations_offline(stack, page):
     aborted = _offline(page, stack.base_url)
     ops = _operations(stack.base_url)
     assert ("GET", "/v1/jobs") in ops and ("POST", "/v1/jobs") in ops
-    page.goto(f"{stack.base_url}/docs")
+    page.goto(f"{stack.base_url}/docs", timeout=90_000)  # 2 MB of Swagger UI on a busy machine
     blocks = page.locator(".opblock")
     expect(blocks.first).to_be_visible(timeout=20_000)
     expect(blocks).to_have_count(len(ops))
     jobs = page.locator('.opblock-get .opblock-summary-path[data-path="/v1/jobs"]')
     expect(jobs).to_have_count(1)
+    page.mouse.move(0, 0)
+    shoot(page, "docs")
     html = page.content()
     assert "cdn.jsdelivr.net" not in html and "fastapi.tiangolo.com" not in html
     assert aborted == [], f"the docs page asked the internet for {aborted}"
@@ -56,7 +60,7 @@ def test_swagger_ui_lists_the_operations_offline(stack, page):
 
 def test_redoc_lists_the_operations_offline(stack, page):
     aborted = _offline(page, stack.base_url)
-    page.goto(f"{stack.base_url}/redoc")
+    page.goto(f"{stack.base_url}/redoc", timeout=90_000)
     # ReDoc's menu has an entry per operation; the job list's summary is among them
     menu = page.locator('[role="menuitem"], li[data-item-id^="tag/"] label')
     expect(page.get_by_text("List Jobs").first).to_be_attached(timeout=20_000)

@@ -104,7 +104,8 @@ def test_search_filter_sort_and_config_columns(stack, api, finished, page):
     page.get_by_test_id("column-chooser").locator("summary").click()
     page.locator('input[data-column="cfg:training.epochs"]').check()
     expect(_row(page, finished[0]["id"]).get_by_test_id("job-training-epochs")).to_have_text("2")
-    page.get_by_test_id("column-chooser").locator("summary").click()
+    page.keyboard.press("Escape")  # closes the chooser
+    expect(page.get_by_test_id("column-list")).to_be_hidden()
 
     # a filter the server applies: only the succeeded; a status none has: the no-match state
     page.get_by_test_id("filter-status").select_option("succeeded")
