@@ -95,7 +95,7 @@ def _when_training(url: str, job_id: str, then) -> threading.Thread:
                 if any("attempt 1 on" in json.dumps(e.data) for e in logs):
                     break
             time.sleep(0.1)
-        time.sleep(4.0)  # into the first step, which takes about a minute
+        time.sleep(10.0)  # past building the model, into the first step (about a minute here)
         then()
 
     t = threading.Thread(target=watch, daemon=True)

@@ -99,7 +99,7 @@ def test_cancel_kills_a_job_stuck_in_one_long_step_within_the_grace(graced):
         ds = _dataset(client, 8192, 64)
         job_id = _submit(client, ds, _wide(64, 4096, 2), batch_size=8192)  # one step of about a minute here
         wait_until(lambda: _training(capped, job_id), 120, "the job to train")
-        time.sleep(5.0)  # into its first step
+        time.sleep(10.0)  # past building the model, into its first step
         cancelled = time.monotonic()
         assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
         rows = wait_until(lambda: terminal(capped, [job_id]), 30, "the cancelled job", interval=0.2)
