@@ -144,7 +144,7 @@ def finish(
     assert status in JobStatus.TERMINAL
     query = update(Job).where(Job.id == job_id, Job.status.not_in(JobStatus.TERMINAL))
     if attempt is not None:
-        query = query.where(Job.attempt == attempt)
+        query = query.where(Job.attempt == attempt, Job.status == JobStatus.RUNNING)
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error,
                               "failure_kind": failure_kind, "lease_expires_at": None}
     if final_metrics is not None:
