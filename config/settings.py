@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     db_ping_timeout_s: float = 3.0
     db_statement_timeout_s: float = 120.0
     db_pool_timeout_s: float = 5.0
+    # connections one process may hold: enough for the API's 40 request threads, so a burst of
+    # clients queues for a thread rather than for a connection (and waits out db_pool_timeout_s)
+    db_pool_size: int = 10
+    db_max_overflow: int = 30
     db_busy_timeout_s: float = 10.0
     db_retry_after_s: int = 5
     # how long an Idempotency-Key (POST /v1/jobs, /v1/datasets, /v1/sweeps) is remembered

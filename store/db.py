@@ -65,6 +65,11 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _pool_args(settings: Settings) -> dict:
+    return {"pool_timeout": settings.db_pool_timeout_s, "pool_size": settings.db_pool_size,
+            "max_overflow": settings.db_max_overflow}
+
+
 def _postgres_engine(url: str, settings: Settings) -> Engine:
     parsed = make_url(url)
     options = parsed.query.get("options", "")
@@ -79,7 +84,7 @@ def _postgres_engine(url: str, settings: Settings) -> Engine:
         "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 5, "keepalives_count": 3,
     }
     deadline = settings.db_statement_timeout_s + DEADLINE_MARGIN_S if statement_ms > 0 else None
-    engine = create_engine(url, connect_args=connect_args, pool_timeout=settings.db_pool_timeout_s)
+    engine = create_engine(url, connect_args=connect_args, **_pool_args(settings))
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect, _record, cargs, cparams):
@@ -115,9 +120,11 @@ def make_engine(url: str, settings: Settings) -> Engine:
     """A new engine: SQLite files get WAL mode and a busy timeout, PostgreSQL the timeouts above."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        on_file = bool(parsed.database) and parsed.database != ":memory:"
+        if on_file:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_timeout=settings.db_pool_timeout_s)
+        pool = _pool_args(settings) if on_file else {}  # an in-memory database is one connection
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, settings.db_busy_timeout_s))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
