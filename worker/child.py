@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from config.settings import Settings
+from store import live
 from store.db import session_scope
 from store.models import JobStatus
 from store.repositories import jobs
@@ -202,6 +203,7 @@ def child_main(claimed: lifecycle.Claimed, settings_fields: dict[str, Any], orde
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"[%(asctime)s: %(levelname)s/train-{os.getpid()}] %(name)s: %(message)s")
     settings = Settings(**settings_fields)
+    live.install(settings.redis_url)  # a spawned interpreter: the worker's publisher is not here
     control = Control()
     threading.Thread(target=_follow_orders, args=(orders, control), name="orders", daemon=True).start()
 
@@ -222,7 +224,7 @@ def child_main(claimed: lifecycle.Claimed, settings_fields: dict[str, Any], orde
         baseline = resources.status_bytes("VmSize") or 0
         cap = resources.cap_bytes(estimate=claim.plan.memory_bytes, data_bytes=data, baseline=baseline,
                                   margin=settings.child_memory_margin, overhead=settings.child_memory_overhead_bytes,
-                                  ceiling=settings.worker_memory_bytes)
+                                  ceiling=settings.worker_memory_bytes, ranks=claim.plan.training.devices)
         resources.apply_cap(cap, claim.plan.memory_bytes)
         report(cap_bytes=cap)
         log.info("job %s: memory cap %.0f MiB of address space (estimate %.1f MiB, data %.1f MiB, mapped %.0f MiB)",
