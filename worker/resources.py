@@ -59,12 +59,19 @@ def machine_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def cap_bytes(*, estimate: int, data_bytes: int, baseline: int, margin: float, overhead: int, ceiling: int) -> int:
+# address space a thread reserves without using it: its stack and its malloc arena
+THREAD_RESERVE_BYTES = 8 * 2**20 + 64 * 2**20
+
+
+def cap_bytes(*, estimate: int, data_bytes: int, baseline: int, margin: float, overhead: int, ceiling: int,
+              ranks: int = 1) -> int:
     """The address space a training child may use: what it already maps (``baseline``), the
     plan's estimate with a margin, room for the training copies of its data (the float32
-    tensor and the split: three copies) and a fixed overhead; never above ``ceiling``
-    (0: the machine's memory)."""
-    want = baseline + int(estimate * margin) + 3 * data_bytes + overhead
+    tensor and the split: three copies), a fixed overhead, and for a data-parallel job rank
+    0's threads (the rendezvous store serves each rank on a thread of its own); never above
+    ``ceiling`` (0: the machine's memory)."""
+    threads = 2 * ranks if ranks > 1 else 0
+    want = baseline + int(estimate * margin) + 3 * data_bytes + overhead + threads * THREAD_RESERVE_BYTES
     return min(want, ceiling or machine_memory_bytes())
 
 
