@@ -1,6 +1,8 @@
 """POST /v1/specs/validate: check a model spec against data without submitting a job."""
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter
 
 from api.auth import OwnerDep
@@ -10,6 +12,7 @@ from api.routes.jobs import dataset_facts
 from api.schemas.specs import NodeRow, SpecReport, SpecValidateBody
 from engine import spec
 from plan.estimate import DEFAULT_FLOPS_PER_S, epoch_flops, estimate
+from plan.memory import training_bytes
 from plan.planner import check_model_limits
 from store.repositories import throughput
 
@@ -28,8 +31,12 @@ def validate_spec(body: SpecValidateBody, session: SessionDep, settings: Setting
     if isinstance(shape, list) and (len(shape) > 8 or any(d < 1 or d > 2**31 for d in shape)):
         raise FieldError(["body", "input_shape"], "must be 1 to 8 sizes, each at least 1")
     report = spec.validate(body.model, shape, num_classes=classes)
+    # the planner's own estimate (Adam, the default optimizer), so this page and submit agree
+    sample = math.prod(shape) if isinstance(shape, list) else 0
     if shape is not None:
-        check_model_limits(report, settings, body.batch_size)
+        memory = check_model_limits(report, settings, body.batch_size, model=body.model, sample_elements=sample)
+    else:
+        memory = training_bytes(report, body.batch_size, model=body.model)
     per_epoch = None
     if body.dataset_id is not None:  # one epoch over the whole dataset
         rates = throughput.recent_medians(session, devices=DEFAULT_FLOPS_PER_S)
@@ -37,7 +44,7 @@ def validate_spec(body: SpecValidateBody, session: SessionDep, settings: Setting
     return SpecReport(
         nodes=[NodeRow(**row) for row in report.rows],
         outputs={k: [None if d == spec.SYMBOLIC_BATCH else d for d in v] for k, v in report.outputs.items()},
-        totals={**report.totals(), "training_memory_bytes": report.training_memory_bytes(body.batch_size)},
+        totals={**report.totals(), "training_memory_bytes": memory},
         expanded=report.expanded,
         estimate_per_epoch=per_epoch,
     )

@@ -31,10 +31,6 @@ class Report:
     def parameter_bytes(self) -> int:
         return self.parameters * BYTES_PER_ELEMENT
 
-    def training_memory_bytes(self, batch_size: int, optimizer_copies: int = 4) -> int:
-        """Parameters, gradients and optimizer state, plus activations kept for backward."""
-        return self.parameter_bytes * optimizer_copies + 2 * self.activation_bytes_per_sample * batch_size
-
     def totals(self) -> dict[str, int]:
         return {"parameters": self.parameters, "parameter_bytes": self.parameter_bytes,
                 "flops_per_sample": self.flops_per_sample,

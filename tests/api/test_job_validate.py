@@ -103,3 +103,13 @@ def test_the_zoo_listing_names_every_model_and_its_arguments(client, dataset_id)
     args = {a["name"]: a["default"] for a in models["mlp"]["args"] if a["default"] is not None}
     r = client.post("/v1/jobs/validate", json={**_body(dataset_id), "model": {"zoo": "mlp", "args": args}})
     assert r.status_code == 200, r.text
+
+
+def test_the_spec_page_and_the_plan_give_one_memory_estimate(client, dataset_id):
+    """/v1/specs/validate's training_memory_bytes is the planner's estimate (Adam, the default
+    optimizer), not a second formula that disagrees with what submit checks."""
+    body = _body(dataset_id, optimizer={"type": "Adam", "lr": 0.01}, batch_size=16)
+    plan = client.post("/v1/jobs/validate", json=body).json()["plan"]
+    spec = client.post("/v1/specs/validate", json={"model": SPEC, "dataset_id": dataset_id, "batch_size": 16})
+    assert spec.status_code == 200, spec.text
+    assert spec.json()["totals"]["training_memory_bytes"] == plan["memory_bytes"] > 0
