@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from api.idempotency import Idempotency
 from api.routes.sweeps import create_sweep
 from config.settings import Settings
 from plan.sweep import SweepCreate
@@ -44,7 +45,8 @@ def _sweep(url: str, **fields) -> str:
     body = {"name": "s", "base": {"name": "t", "dataset_id": _dataset(url), "model": SPEC, "training": TRAINING},
             "method": "grid", "metric": {"name": "val_loss", "goal": "minimize"}, **fields}
     with session_scope(url) as s:
-        return create_sweep(SweepCreate.model_validate(body), s, settings, "local").id
+        no_key = Idempotency(key=None, owner="local", scope="", fingerprint="", ttl_s=0)
+        return create_sweep(SweepCreate.model_validate(body), s, settings, "local", no_key).id
 
 
 def _trials(url: str, sweep_id: str) -> list[tuple[SweepTrial, Job | None]]:
