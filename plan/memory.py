@@ -28,8 +28,10 @@ VIEWS = {"Flatten", "flatten", "reshape", "getitem", "select", "Unflatten", "vie
          "permute", "transpose", "Identity"}
 KEPT = 1.5  # a layer's output and its gradient (not every gradient is alive at once)
 UNFOLDED = 1.5  # a convolution's unfolded input rows, and their gradient in backward
-RECURRENT = {"LSTM": 8, "GRU": 28}  # per output element and layer: gates and states the fused kernels keep
+RECURRENT = {"LSTM": 8, "GRU": 13}  # per output element and layer: gates and states the fused kernels keep
 ATTENTION = 1.8
+NORMS = {"BatchNorm1d", "BatchNorm2d"}
+NORM_KEPT = 0.25  # the fused training BatchNorm keeps little beyond its input, which backward reads again
 BATCH_COPIES = 2  # the batch gathered from the training split, and one transient copy of it
 
 
@@ -46,7 +48,7 @@ def training_bytes(report: spec.Report, batch_size: int, optimizer: str = "Adam"
         kind, out = row["type"], _elements(row["output_shape"])
         if kind in VIEWS:
             continue
-        per_sample += KEPT * out
+        per_sample += (NORM_KEPT if kind in NORMS else KEPT) * out
         if kind in ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d"):
             channels = _first(row["output_shape"])[1] or 1
             per_sample += UNFOLDED * (out // channels) * (row["parameters"] // channels)
