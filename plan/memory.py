@@ -27,7 +27,7 @@ OPTIMIZER_SLOTS = {"SGD": 1, "Adam": 2, "AdamW": 2, "RMSprop": 2, "Adagrad": 1, 
 VIEWS = {"Flatten", "flatten", "reshape", "getitem", "select", "Unflatten", "view", "squeeze", "unsqueeze",
          "permute", "transpose", "Identity"}
 KEPT = 1.5  # a layer's output and its gradient (not every gradient is alive at once)
-UNFOLDED = 1.5  # a convolution's unfolded input rows, and their gradient in backward
+UNFOLDED = 0.5  # a convolution's unfolded rows: rebuilt in backward, one layer's at a time
 RECURRENT = {"LSTM": 8, "GRU": 13}  # per output element and layer: gates and states the fused kernels keep
 ATTENTION = 1.8
 NORMS = {"BatchNorm1d", "BatchNorm2d"}
