@@ -286,8 +286,9 @@ def test_redis_restart_with_jobs_queued_and_running(tmp_path_factory, postgres_u
 
 
 def rank_processes(parent_pid: int) -> list[int]:
-    """Follower ranks a worker spawned for a data-parallel job (multiprocessing spawn children)."""
-    pids = []
+    """Follower ranks of a worker's data-parallel job: multiprocessing spawn children of the
+    worker's training child (itself a spawn child of the worker)."""
+    spawned: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -296,10 +297,10 @@ def rank_processes(parent_pid: int) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent_pid and b"spawn_main" in cmdline:
-            pids.append(int(entry.name))
-    return pids
+        if b"spawn_main" in cmdline:
+            spawned[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    children = {pid for pid, ppid in spawned.items() if ppid == parent_pid}
+    return [pid for pid, ppid in spawned.items() if ppid in children]
 
 
 def test_killed_rank_retries_the_data_parallel_job_with_no_orphan(cluster, dataset_id):
