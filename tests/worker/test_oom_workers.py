@@ -97,9 +97,10 @@ def test_cancel_kills_a_job_stuck_in_one_long_step_within_the_grace(graced):
     capped = graced
     with httpx.Client(base_url=capped.base_url, timeout=60) as client:
         ds = _dataset(client, 8192, 64)
-        job_id = _submit(client, ds, _wide(64, 4096, 2), batch_size=8192)  # one step of about a minute here
+        # one step of 15-60 s here (the engine's speed and the load); epochs so the job cannot end first
+        job_id = _submit(client, ds, _wide(64, 4096, 2), batch_size=8192, epochs=20)
         wait_until(lambda: _training(capped, job_id), 120, "the job to train")
-        time.sleep(10.0)  # past building the model, into its first step
+        time.sleep(2.0)  # past building the model, into its first step
         cancelled = time.monotonic()
         assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
         rows = wait_until(lambda: terminal(capped, [job_id]), 30, "the cancelled job", interval=0.2)
