@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -187,3 +188,10 @@ def fake_api(page):
     api = FakeApi()
     api.install(page)
     return api
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    """An HTTP client on the real stack's API, for the tests that set up what the page shows."""
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        yield client

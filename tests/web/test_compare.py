@@ -23,12 +23,6 @@ def expect(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def api(stack):
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def runs(api):
     """{(lr, seed): job} for the seed-0 runs of every lr and the seed-1 runs of the first two."""
     x, y = digits(400)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import numpy as np
 import pytest
 
@@ -67,12 +66,6 @@ def val_loss_points(metrics: dict) -> int:
 
 
 # ------------------------------------------------------------- real service --
-
-
-@pytest.fixture(scope="module")
-def api(stack):
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import re
 
-import httpx
 import numpy as np
 import pytest
 
@@ -21,12 +20,6 @@ def expect(*args, **kwargs):
     from playwright.sync_api import expect as _expect
 
     return _expect(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def api(stack):
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
 
 
 def _npz(**arrays) -> bytes:

@@ -9,7 +9,6 @@ import json
 import re
 import time
 
-import httpx
 import pytest
 
 from tests.e2e.helpers import digits, post_dataset
@@ -32,12 +31,6 @@ def expect(*args, **kwargs):
     from playwright.sync_api import expect as _expect
 
     return _expect(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def api(stack):
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

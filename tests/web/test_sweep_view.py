@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import time
 
-import httpx
 import pytest
 
 from tests.e2e.helpers import MLP_SPEC, digits, post_dataset
@@ -22,12 +21,6 @@ def expect(*args, **kwargs):
     from playwright.sync_api import expect as _expect
 
     return _expect(*args, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def api(stack):
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
