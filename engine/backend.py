@@ -109,6 +109,46 @@ def quiet_blas_threads(timeout: str = _BLAS_TIMEOUT) -> bool:
 BLAS_QUIETED = quiet_blas_threads()
 
 
+class _BlasThreads:
+    """Set and restore the thread count of every loaded OpenBLAS (numpy's is symbol-prefixed)."""
+
+    NAMES = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+             ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+             ("openblas_get_num_threads", "openblas_set_num_threads"))
+
+    def __init__(self) -> None:
+        self.pairs: list | None = None
+
+    def _load(self) -> list:
+        pairs = []
+        for path in _openblas_libs():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for get, set_ in self.NAMES:
+                if hasattr(lib, get) and hasattr(lib, set_):
+                    pairs.append((getattr(lib, get), getattr(lib, set_)))
+                    break
+        return pairs
+
+    def set(self, n: int) -> list:
+        """Give every library ``n`` threads; returns their previous counts for ``restore``."""
+        if self.pairs is None:
+            self.pairs = self._load()
+        prev = [get() for get, _ in self.pairs]
+        for _, set_ in self.pairs:
+            set_(n)
+        return prev
+
+    def restore(self, prev: list) -> None:
+        for (_, set_), n in zip(self.pairs or [], prev):
+            set_(n)
+
+
+blas_threads = _BlasThreads()
+
+
 def _get_cupy() -> Any:
     """The cupy module, or None when it is not installed (tried once)."""
     global _cupy, _cupy_tried

@@ -1,13 +1,22 @@
-"""conv2d (groups=1) through channels-last columns: the output needs no layout copy.
+"""conv2d (groups=1) through channels-last rows: the output needs no layout copy.
 
 The padded input is laid out (N, Hp, Wp, C) (free when the input already is channels-last,
-as every output of this op is), its windows are copied once into rows (N*Ho*Wo, kh*kw*C),
-and one GEMM with the (kh*kw*C, O) weight gives the output as (N*Ho*Wo, O): an
-(N, O, Ho, Wo) view with channels-last strides, torch's ``channels_last`` memory format.
-Elementwise ops keep that layout (numpy allocates their outputs in the inputs' order), so a
-conv -> BatchNorm -> ReLU -> conv chain never transposes. The backward is two GEMMs against
-the same rows and, for the input, kh*kw slice-adds whose inner runs are C contiguous values.
-Values equal the channel-major path's up to the GEMM's summation order.
+as every output of this op is); its windows, copied into rows (N*Ho*Wo, kh*kw*C), times the
+(kh*kw*C, O) weight give the output as (N*Ho*Wo, O): an (N, O, Ho, Wo) view with
+channels-last strides, torch's ``channels_last`` memory format. Elementwise ops keep that
+layout (numpy allocates their outputs in the inputs' order), so a conv -> BatchNorm -> ReLU ->
+conv chain never transposes.
+
+On numpy the rows of a kernel larger than its stride are not built whole: a 3x3 kernel's
+rows are 9x the input, and writing them, packing them into the GEMM and reading them again
+went to main memory three times (a 16-channel 32x32 ResNet conv took 6.6 ms where chunks
+take 3.7). They are copied a chunk of about CHUNK_BYTES at a time into a scratch buffer that
+stays in the core's L2 cache while the GEMM for that chunk reads it. The backward rebuilds
+each chunk from the input for the weight gradient; a stride-1 input gradient is the forward
+over the output gradient with the flipped kernel, a strided one scatters each chunk's
+pieces at once. Chunks run on the engine's threads, a group of whole samples apiece. On
+cupy one GEMM over all rows is faster. Values equal the channel-major path's up to the
+GEMM's summation order.
 """
 from __future__ import annotations
 
@@ -17,6 +26,8 @@ import numpy as np
 
 from engine.backend import get_array_module
 from engine.ops._parallel import split_rows
+
+CHUNK_BYTES = 1 << 19  # rows of one chunk: with the GEMM's packed copy, within a 1 MB L2
 
 
 def _padded_nhwc(xp: Any, x: Any, pads: tuple) -> Any:
@@ -36,25 +47,45 @@ def _padded_nhwc(xp: Any, x: Any, pads: tuple) -> Any:
     return xpad
 
 
-def _rows(xp: Any, xpad: Any, k: tuple, stride: tuple, dilation: tuple, out_hw: tuple) -> Any:
-    """(N*Ho*Wo, kh*kw*C) copy of the windows of a (N, Hp, Wp, C) array."""
+def _windows(xp: Any, xpad: Any, k: tuple, stride: tuple, dilation: tuple, out_hw: tuple) -> Any:
+    """(N, Ho, Wo, kh, kw, C) strided view of the windows of an (N, Hp, Wp, C) array."""
     n, _, _, c = xpad.shape
-    ho, wo = out_hw
-    if k == (1, 1) and stride == (1, 1) and xpad.flags.c_contiguous:
-        return xpad.reshape(n * ho * wo, c)
     s = xpad.strides
-    win = xp.lib.stride_tricks.as_strided(
-        xpad, (n, ho, wo, k[0], k[1], c),
+    return xp.lib.stride_tricks.as_strided(
+        xpad, (n, *out_hw, k[0], k[1], c),
         (s[0], s[1] * stride[0], s[2] * stride[1], s[1] * dilation[0], s[2] * dilation[1], s[3]))
-    if xp is not np:
-        return xp.ascontiguousarray(win).reshape(n * ho * wo, k[0] * k[1] * c)
-    rows = np.empty(win.shape, dtype=xpad.dtype)
 
-    def part(lo: int, hi: int) -> None:
-        np.copyto(rows[lo:hi], win[lo:hi])
 
-    split_rows(part, n, rows.size)  # samples copied on the engine's threads at once
-    return rows.reshape(n * ho * wo, k[0] * k[1] * c)
+def _pointwise(k: tuple, stride: tuple, pads: tuple) -> bool:
+    """A 1x1, stride-1, unpadded kernel: the rows are the channels-last input itself."""
+    return k == (1, 1) and stride == (1, 1) and not any(pads[0] + pads[1])
+
+
+class _Chunks:
+    """The output grid (N, Ho) cut into chunks (s0, s1, h0, h1) of about CHUNK_BYTES of rows,
+    grouped so that a sample never spans two groups (a group's input gradient is its own)."""
+
+    def __init__(self, n: int, ho: int, wo: int, kk: int, itemsize: int) -> None:
+        self.wo, self.kk = wo, kk
+        line = wo * kk * itemsize  # the rows of one output line
+        if ho * line <= CHUNK_BYTES:
+            ns = max(1, CHUNK_BYTES // (ho * line))
+            self.groups = [[(s, min(n, s + ns), 0, ho)] for s in range(0, n, ns)]
+            self.most = min(n, ns) * ho * wo
+        else:
+            nh = max(1, CHUNK_BYTES // line)
+            self.groups = [[(s, s + 1, h, min(ho, h + nh)) for h in range(0, ho, nh)] for s in range(n)]
+            self.most = min(ho, nh) * wo
+        self.ho = ho
+
+    def run(self, fn: Any, size: int) -> None:
+        """``fn(chunks)`` for contiguous runs of groups, on the engine's threads when ``size`` is big."""
+        groups = self.groups
+        split_rows(lambda lo, hi: fn([c for g in groups[lo:hi] for c in g]), len(groups), size, blas=True)
+
+    def m_range(self, s0: int, s1: int, h0: int, h1: int) -> tuple:
+        """The chunk's rows of the (N*Ho*Wo, ...) matrices."""
+        return (s0 * self.ho + h0) * self.wo, ((s1 - 1) * self.ho + h1) * self.wo
 
 
 class Saved:
@@ -66,26 +97,49 @@ class Saved:
         self.x, self.rows, self.out_hw = x, rows, out_hw
 
 
-KEEP_ROWS = 2  # keep the rows when they are at most this many times the input (else recompute them)
+KEEP_ROWS = 2  # keep whole rows when they are at most this many times the input (a strided 1x1 conv)
+
+
+def _weight_rows(w: Any) -> Any:
+    o, c, kh, kw = w.shape
+    return w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
 
 
 def forward(x: Any, w: Any, bias: Any, stride: tuple, pads: tuple, dilation: tuple, out_hw: tuple) -> tuple:
-    """Output (N, O, Ho, Wo) (channels-last strides) and what the backward needs (Saved).
-
-    A 3x3 kernel's rows are ~9x the input: the backward builds them again from the input
-    (one copy) rather than holding them from forward to backward, which kept a ResNet's
-    peak memory at 2.1x torch's."""
+    """Output (N, O, Ho, Wo) (channels-last strides) and what the backward needs (Saved)."""
     xp = get_array_module(x)
     n = x.shape[0]
     o, c, kh, kw = w.shape
     ho, wo = out_hw
-    rows = _rows(xp, _padded_nhwc(xp, x, pads), (kh, kw), stride, dilation, out_hw)
-    wk = xp.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(kh * kw * c, o)
-    out = rows @ wk  # (N*Ho*Wo, O)
+    kk = kh * kw * c
+    xpad = _padded_nhwc(xp, x, pads)
+    wk = xp.ascontiguousarray(_weight_rows(w))
+    rows = None
+    if _pointwise((kh, kw), stride, pads) and xpad.flags.c_contiguous:
+        out = xpad.reshape(n * ho * wo, c) @ wk
+    elif xp is not np or n * ho * wo * kk <= KEEP_ROWS * x.size:
+        rows = xp.ascontiguousarray(_windows(xp, xpad, (kh, kw), stride, dilation, out_hw)).reshape(-1, kk)
+        out = rows @ wk
+        if rows.size > KEEP_ROWS * x.size:
+            rows = None
+    else:
+        win = _windows(xp, xpad, (kh, kw), stride, dilation, out_hw)
+        out = np.empty((n * ho * wo, o), dtype=np.result_type(x, w))
+        chunks = _Chunks(n, ho, wo, kk, x.itemsize)
+
+        def part(todo: list) -> None:
+            buf = np.empty(chunks.most * kk, dtype=x.dtype)
+            for s0, s1, h0, h1 in todo:
+                v = win[s0:s1, h0:h1]
+                b = buf[:v.size].reshape(v.shape)
+                np.copyto(b, v)
+                m0, m1 = chunks.m_range(s0, s1, h0, h1)
+                np.matmul(b.reshape(-1, kk), wk, out=out[m0:m1])
+
+        chunks.run(part, out.size * kk // o * 2)
     if bias is not None:
         out += bias
-    keep = rows.size <= KEEP_ROWS * x.size
-    return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), Saved(x, rows if keep else None, out_hw)
+    return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), Saved(x, rows, out_hw)
 
 
 def backward(g: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: tuple, dilation: tuple,
@@ -94,43 +148,95 @@ def backward(g: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: 
     xp = get_array_module(g)
     n, o, ho, wo = g.shape
     _, c, kh, kw = w.shape
-    m = n * ho * wo
-    gm = g.transpose(0, 2, 3, 1).reshape(m, o)  # a view when g is channels-last, as ours are
+    kk = kh * kw * c
+    gm = g.transpose(0, 2, 3, 1).reshape(n * ho * wo, o)  # a view when g is channels-last, as ours are
+    if _pointwise((kh, kw), stride, pads):
+        xm = saved.x.transpose(0, 2, 3, 1).reshape(n * ho * wo, c)
+        gw = (gm.T @ xm).reshape(o, c, 1, 1) if need_w else None
+        gx = (gm @ w.reshape(o, c)).reshape(n, ho, wo, c).transpose(0, 3, 1, 2) if need_x else None
+        return gx, gw
+    _, _, h, wd = x_shape
+    (pt, pb), (pl, pr) = pads
+    if xp is not np or saved.rows is not None:
+        return _backward_whole(xp, gm, saved, w, x_shape, stride, pads, dilation, need_x, need_w)
+    full = tuple((d * (k - 1) - a, d * (k - 1) - b) for d, k, (a, b) in zip(dilation, (kh, kw), pads))
+    if need_x and stride == (1, 1) and min(full[0] + full[1]) >= 0:
+        # stride 1: the input gradient is the output gradient correlated with the flipped kernel,
+        # (N*H*W, kh*kw*O) rows times (kh*kw*O, C): the forward's chunked GEMM, no scatter
+        gx = forward(g, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), None, (1, 1), full, dilation, (h, wd))[0]
+        return gx, backward(g, saved, w, x_shape, stride, pads, dilation, False, need_w)[1] if need_w else None
+    win = _windows(np, _padded_nhwc(np, saved.x, pads), (kh, kw), stride, dilation, saved.out_hw) if need_w else None
+    # the input gradient's pieces: per kernel offset (O, C), so that each chunk gives one
+    # contiguous (rows, C) block per offset and every slice-add runs over Wo*C contiguous values
+    wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, o, c) if need_x else None
+    gpad = np.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=g.dtype) if need_x else None
+    chunks = _Chunks(n, ho, wo, kk, g.itemsize)
+    sums: list = []
+
+    def part(todo: list) -> None:
+        buf = np.empty(chunks.most * kk, dtype=g.dtype)
+        acc = tmp = None
+        for s0, s1, h0, h1 in todo:
+            m0, m1 = chunks.m_range(s0, s1, h0, h1)
+            gc = gm[m0:m1]
+            if need_w:
+                v = win[s0:s1, h0:h1]
+                b = buf[:v.size].reshape(v.shape)
+                np.copyto(b, v)
+                if acc is None:
+                    acc = gc.T @ b.reshape(-1, kk)
+                    tmp = np.empty_like(acc)
+                else:
+                    np.matmul(gc.T, b.reshape(-1, kk), out=tmp)
+                    acc += tmp
+            if need_x:
+                blocks = np.matmul(gc, wt, out=buf[:(m1 - m0) * kk].reshape(kh * kw, m1 - m0, c))
+                b6 = blocks.reshape(kh, kw, s1 - s0, h1 - h0, wo, c)
+                for i in range(kh):
+                    hs = h0 * stride[0] + i * dilation[0]
+                    hsl = slice(hs, hs + stride[0] * (h1 - h0 - 1) + 1, stride[0])
+                    for j in range(kw):
+                        ws = j * dilation[1]
+                        gpad[s0:s1, hsl, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += b6[i, j]
+        if acc is not None:
+            sums.append((todo[0], acc))
+
+    chunks.run(part, gm.size * kk // o * (need_w + need_x))
+    gw = gx = None
+    if need_w:
+        parts = [acc for _, acc in sorted(sums, key=lambda p: p[0])]  # in chunk order, whatever the threads
+        gwk = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
+        gw = np.ascontiguousarray(gwk.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
+    if need_x:
+        gx = gpad[:, pt:pt + h, pl:pl + wd].transpose(0, 3, 1, 2)
+    return gx, gw
+
+
+def _backward_whole(xp: Any, gm: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: tuple,
+                    dilation: tuple, need_x: bool, need_w: bool) -> tuple:
+    """The backward as whole-array GEMMs (cupy, and kept rows)."""
+    _, c, kh, kw = w.shape
+    o = w.shape[0]
+    n, _, h, wd = x_shape
+    ho, wo = saved.out_hw
+    (pt, pb), (pl, pr) = pads
     gw = gx = None
     if need_w:
         rows = saved.rows
         if rows is None:
-            rows = _rows(xp, _padded_nhwc(xp, saved.x, pads), (kh, kw), stride, dilation, saved.out_hw)
-        kk = kh * kw * c
-        if kk <= 64 and n > 1:
-            # a tiny (O, K) result over a huge inner dimension: per-sample GEMMs, summed
-            gwk = xp.matmul(gm.reshape(n, ho * wo, o).transpose(0, 2, 1), rows.reshape(n, ho * wo, kk)).sum(0)
-        else:
-            gwk = gm.T @ rows  # (O, kh*kw*C)
-        gw = xp.ascontiguousarray(gwk.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
+            rows = xp.ascontiguousarray(_windows(xp, _padded_nhwc(xp, saved.x, pads), (kh, kw), stride, dilation,
+                                                 saved.out_hw)).reshape(-1, kh * kw * c)
+        gw = xp.ascontiguousarray((gm.T @ rows).reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     if need_x:
-        _, _, h, wd = x_shape
-        (pt, pb), (pl, pr) = pads
-        if (kh, kw) == (1, 1) and stride == (1, 1) and not (pt or pb or pl or pr):
-            return (gm @ w.reshape(o, c)).reshape(n, h, wd, c).transpose(0, 3, 1, 2), gw
-        # one (N*Ho*Wo, C) block per kernel offset, each contiguous, so that every slice-add
-        # below runs over Wo*C contiguous values (stride 1) rather than C-long pieces
         blocks = xp.matmul(gm, xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, o, c))
-        gpad = xp.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=g.dtype)
+        gpad = xp.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=gm.dtype)
         b6 = blocks.reshape(kh, kw, n, ho, wo, c)
-
-        def part(lo: int, hi: int) -> None:  # samples lo..hi: the same adds in the same order
-            for i in range(kh):
-                hs = i * dilation[0]
-                hsl = slice(hs, hs + stride[0] * (ho - 1) + 1, stride[0])
-                for j in range(kw):
-                    ws = j * dilation[1]
-                    gpad[lo:hi, hsl, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += b6[i, j, lo:hi]
-
-        if xp is np:
-            split_rows(part, n, blocks.size)
-        else:
-            part(0, n)
+        for i in range(kh):
+            hs = i * dilation[0]
+            hsl = slice(hs, hs + stride[0] * (ho - 1) + 1, stride[0])
+            for j in range(kw):
+                ws = j * dilation[1]
+                gpad[:, hsl, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += b6[i, j]
         gx = gpad[:, pt:pt + h, pl:pl + wd].transpose(0, 3, 1, 2)
     return gx, gw
 

@@ -20,7 +20,8 @@ def _tol(dtype):
 CONVS = [  # n, c, h, w, out, k, stride, padding, dilation
     (2, 3, 9, 8, 5, 3, 1, 1, 1), (2, 4, 9, 9, 6, 3, 2, 1, 1), (2, 4, 8, 8, 6, 1, 2, 0, 1),
     (2, 4, 8, 8, 6, 1, 1, 0, 1), (1, 2, 7, 7, 3, 3, 1, 2, 2), (3, 1, 6, 6, 4, 3, 1, 0, 1),
-    (2, 3, 7, 6, 4, 2, 3, 1, 1),
+    (2, 3, 7, 6, 4, 2, 3, 1, 1), (2, 3, 6, 6, 4, 3, 1, 3, 1), (2, 3, 7, 7, 4, 4, 1, "same", 1),
+    (2, 2, 9, 9, 3, 3, 1, "same", 2),
 ]
 
 
@@ -28,6 +29,25 @@ CONVS = [  # n, c, h, w, out, k, stride, padding, dilation
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("case", CONVS, ids=[str(c) for c in CONVS])
 def test_conv2d_matches_torch(torch, rng, case, layout, dtype):
+    _check_conv(torch, rng, case, layout, dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("chunk", [1, 4000, 40000], ids=["line", "lines", "samples"])
+@pytest.mark.parametrize("case", CONVS, ids=[str(c) for c in CONVS])
+def test_conv2d_chunks_match_torch(monkeypatch, torch, rng, case, chunk, threads):
+    """The rows built a chunk at a time (one output line, a few lines, several samples per
+    chunk), the chunks spread over the engine's threads: the same values as torch."""
+    from engine.nn.functional import _conv_nhwc
+    from engine.ops import _parallel
+
+    monkeypatch.setattr(_conv_nhwc, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(_parallel, "_N", threads)
+    monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)
+    _check_conv(torch, rng, (3, *case[1:]), "nhwc", np.float64)
+
+
+def _check_conv(torch, rng, case, layout, dtype):
     n, c, h, w, o, k, s, p, d = case
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wt = rng.standard_normal((o, c, k, k)).astype(dtype)
@@ -147,10 +167,13 @@ def test_conv_input_changed_in_place_before_backward_is_an_error(rng):
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv_split_over_threads_is_bitwise_the_serial_result(monkeypatch, rng, stride):
-    """The rows copy, the input-gradient adds and max-pooling split by sample over the engine's
-    pool give exactly the single-thread arrays (each element gets the same operations in the
-    same order)."""
+    """The conv chunks and max-pooling split by sample over the engine's pool give exactly the
+    single-thread output and input gradient (each element gets the same operations in the same
+    order)."""
+    from engine.nn.functional import _conv_nhwc
     from engine.ops import _parallel
+
+    monkeypatch.setattr(_conv_nhwc, "CHUNK_BYTES", 2000)  # several chunks, so the threads share them
 
     x = rng.standard_normal((5, 3, 9, 9)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
@@ -163,8 +186,11 @@ def test_conv_split_over_threads_is_bitwise_the_serial_result(monkeypatch, rng, 
         (y * y).sum().backward()
         return y.detach().numpy(), xe.grad.numpy(), we.grad.numpy()
 
-    for a, b in zip(run(1), run(3)):
-        np.testing.assert_array_equal(a, b)
+    (y1, gx1, gw1), (y3, gx3, gw3) = run(1), run(3)
+    np.testing.assert_array_equal(y1, y3)
+    np.testing.assert_array_equal(gx1, gx3)
+    # the weight gradient sums its chunks per thread: the same terms, added in another order
+    np.testing.assert_allclose(gw1, gw3, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", [((4, 6, 8), (8,), True), ((3, 4, 5), (4, 5), True), ((5, 7), (7,), False),
