@@ -73,7 +73,7 @@ class _Chunks:
             self.groups = [[(s, min(n, s + ns), 0, ho)] for s in range(0, n, ns)]
             self.most = min(n, ns) * ho * wo
         else:
-            nh = max(1, CHUNK_BYTES // line)
+            nh = -(-ho // -(-ho * line // CHUNK_BYTES))  # even pieces of at most CHUNK_BYTES (or one line)
             self.groups = [[(s, s + 1, h, min(ho, h + nh)) for h in range(0, ho, nh)] for s in range(n)]
             self.most = min(ho, nh) * wo
         self.ho = ho
@@ -89,12 +89,14 @@ class _Chunks:
 
 
 class Saved:
-    """What the backward needs: the input, and its rows when keeping them costs little."""
+    """What the backward needs: the input as the forward padded it, (N, Hp, Wp, C) (a view
+    when unpadded; kept so that the backward does not pad it again), and its rows when
+    keeping them costs little."""
 
-    __slots__ = ("out_hw", "rows", "x")
+    __slots__ = ("out_hw", "rows", "xpad")
 
-    def __init__(self, x: Any, rows: Any, out_hw: tuple) -> None:
-        self.x, self.rows, self.out_hw = x, rows, out_hw
+    def __init__(self, xpad: Any, rows: Any, out_hw: tuple) -> None:
+        self.xpad, self.rows, self.out_hw = xpad, rows, out_hw
 
 
 KEEP_ROWS = 2  # keep whole rows when they are at most this many times the input (a strided 1x1 conv)
@@ -139,7 +141,7 @@ def forward(x: Any, w: Any, bias: Any, stride: tuple, pads: tuple, dilation: tup
         chunks.run(part, out.size * kk // o * 2)
     if bias is not None:
         out += bias
-    return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), Saved(x, rows, out_hw)
+    return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), Saved(xpad, rows, out_hw)
 
 
 def backward(g: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: tuple, dilation: tuple,
@@ -151,7 +153,7 @@ def backward(g: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: 
     kk = kh * kw * c
     gm = g.transpose(0, 2, 3, 1).reshape(n * ho * wo, o)  # a view when g is channels-last, as ours are
     if _pointwise((kh, kw), stride, pads):
-        xm = saved.x.transpose(0, 2, 3, 1).reshape(n * ho * wo, c)
+        xm = saved.xpad.reshape(n * ho * wo, c)
         gw = (gm.T @ xm).reshape(o, c, 1, 1) if need_w else None
         gx = (gm @ w.reshape(o, c)).reshape(n, ho, wo, c).transpose(0, 3, 1, 2) if need_x else None
         return gx, gw
@@ -165,7 +167,7 @@ def backward(g: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: 
         # (N*H*W, kh*kw*O) rows times (kh*kw*O, C): the forward's chunked GEMM, no scatter
         gx = forward(g, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), None, (1, 1), full, dilation, (h, wd))[0]
         return gx, backward(g, saved, w, x_shape, stride, pads, dilation, False, need_w)[1] if need_w else None
-    win = _windows(np, _padded_nhwc(np, saved.x, pads), (kh, kw), stride, dilation, saved.out_hw) if need_w else None
+    win = _windows(np, saved.xpad, (kh, kw), stride, dilation, saved.out_hw) if need_w else None
     # the input gradient's pieces: per kernel offset (O, C), so that each chunk gives one
     # contiguous (rows, C) block per offset and every slice-add runs over Wo*C contiguous values
     wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, o, c) if need_x else None
@@ -224,7 +226,7 @@ def _backward_whole(xp: Any, gm: Any, saved: Saved, w: Any, x_shape: tuple, stri
     if need_w:
         rows = saved.rows
         if rows is None:
-            rows = xp.ascontiguousarray(_windows(xp, _padded_nhwc(xp, saved.x, pads), (kh, kw), stride, dilation,
+            rows = xp.ascontiguousarray(_windows(xp, saved.xpad, (kh, kw), stride, dilation,
                                                  saved.out_hw)).reshape(-1, kh * kw * c)
         gw = xp.ascontiguousarray((gm.T @ rows).reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     if need_x:
