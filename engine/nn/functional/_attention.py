@@ -52,7 +52,7 @@ def multi_head_attention_core(q: Tensor, k: Tensor, v: Tensor, num_heads: int, m
     if dropout_p > 0.0:
         from engine.nn.functional._misc import _bernoulli_keep
 
-        keep = _bernoulli_keep(p.shape, dropout_p, p) * (1.0 / (1.0 - dropout_p))
+        keep = _bernoulli_keep(p.shape, dropout_p, p, scale=1.0 / (1.0 - dropout_p))
         pd = p * keep
     oh = xp.matmul(pd, vh)  # (N, H, L, hd)
     size = seq_q * n * e

@@ -8,6 +8,7 @@ import numpy as np
 
 from engine.amp import _policy as _amp
 from engine.backend import get_array_module
+from engine.ops._parallel import split_rows
 from engine.ops._util import attach, needs_grad, wrap
 from engine.ops.shape import pad  # one implementation: F.pad is engine.pad
 from engine.tensor import Tensor
@@ -29,15 +30,44 @@ __all__ = [
 ]
 
 
-def _bernoulli_keep(shape: tuple, p: float, like: Any, generator: Any = None) -> Any:
-    """A 0/1 keep-mask (probability 1 - p) drawn from the engine generator, in like's dtype."""
+MASK_CHUNK = 1 << 17  # mask elements drawn from one child stream
+
+
+def _bernoulli_keep(shape: tuple, p: float, like: Any, generator: Any = None, scale: float = 1.0) -> Any:
+    """A keep-mask, ``scale`` with probability 1 - p and 0 otherwise, in like's dtype and device.
+
+    Uniforms are float32 (half the bytes and time of float64, and a 2^-24 grid is finer than any
+    dropout probability needs), compared and scaled in place. Drawing them is most of a
+    dropout's time (2-3 ns each: 1.7 ms for a 32x4x64x64 attention mask), so a mask of more
+    than MASK_CHUNK elements is drawn in fixed chunks, each from its own PCG64 seeded from the
+    engine generator, on the engine's threads: the same seed gives the same mask whatever the
+    thread count."""
     from engine.nn.init import _np_generator
 
-    # float32 uniforms: half the bytes and time of float64 ones, and a 2^-24 grid is finer than
-    # any dropout probability needs
-    keep = _np_generator(generator).random(shape, dtype=np.float32) >= p
+    gen = _np_generator(generator)
+    mask = np.empty(shape, dtype=np.float64 if like.dtype == np.float64 else np.float32)  # scaled exactly
+    flat = mask.reshape(-1)
+    chunks = -(-flat.size // MASK_CHUNK)
+
+    def fill(part: Any, src: np.random.Generator) -> None:
+        u = part if part.dtype == np.float32 else np.empty(part.shape, dtype=np.float32)
+        src.random(dtype=np.float32, out=u)
+        np.greater_equal(u, p, out=part)
+        if scale != 1.0:
+            part *= scale
+
+    if chunks <= 1:
+        fill(flat, gen)
+    else:
+        seeds = gen.integers(0, 1 << 63, chunks)
+
+        def run(lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                fill(flat[i * MASK_CHUNK:(i + 1) * MASK_CHUNK], np.random.Generator(np.random.PCG64(int(seeds[i]))))
+
+        split_rows(run, chunks, flat.size * 4)  # drawing costs several passes' worth
     xp = get_array_module(like)
-    return xp.asarray(keep, dtype=like.dtype)
+    return xp.asarray(mask, dtype=like.dtype)
 
 
 def _check_p(p: float) -> None:
@@ -52,8 +82,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         return input
     if p == 1.0:
         return input * 0.0
-    mask = _bernoulli_keep(tuple(input.shape), p, input._data) * (1.0 / (1.0 - p))
-    return input * Tensor._wrap(mask.astype(input._data.dtype, copy=False))
+    mask = _bernoulli_keep(tuple(input.shape), p, input._data, scale=1.0 / (1.0 - p))
+    return input * Tensor._wrap(mask)
 
 
 def _feature_dropout(input: Tensor, p: float, training: bool, batched_dim: int) -> Tensor:
@@ -66,8 +96,8 @@ def _feature_dropout(input: Tensor, p: float, training: bool, batched_dim: int) 
     mask_shape = shape[:lead] + (1,) * (len(shape) - lead)
     if p == 1.0:
         return input * 0.0
-    mask = _bernoulli_keep(mask_shape, p, input._data) * (1.0 / (1.0 - p))
-    return input * Tensor._wrap(mask.astype(input._data.dtype, copy=False))
+    mask = _bernoulli_keep(mask_shape, p, input._data, scale=1.0 / (1.0 - p))
+    return input * Tensor._wrap(mask)
 
 
 def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:

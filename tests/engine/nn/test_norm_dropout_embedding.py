@@ -71,6 +71,34 @@ def test_dropout_statistics_and_eval():
         nn.Dropout(1.5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_dropout_mask_is_the_same_for_any_thread_count(monkeypatch, dtype):
+    """A mask of several chunks (each its own child stream, drawn on the engine's threads):
+    the same seed gives the same mask at 1 and 3 threads, chunks differ from each other, about
+    p of the elements are dropped and the rest scaled exactly by 1 / (1 - p)."""
+    from engine.nn.functional import _misc
+    from engine.ops import _parallel
+
+    monkeypatch.setattr(_misc, "MASK_CHUNK", 1000)
+    monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)
+    x = engine.ones(7, 1100, dtype=engine.float64 if dtype == np.float64 else engine.float32)
+
+    def mask(threads):
+        monkeypatch.setattr(_parallel, "_N", threads)
+        engine.manual_seed(3)
+        return np.asarray(F.dropout(x, 0.25)._data)
+
+    m1 = mask(1)
+    np.testing.assert_array_equal(m1, mask(3))
+    assert m1.dtype == dtype
+    assert set(np.unique(m1)) == {0.0, dtype(1) / dtype(0.75)}
+    assert abs((m1 == 0).mean() - 0.25) < 0.02
+    flat = m1.reshape(-1)
+    assert not np.array_equal(flat[:1000], flat[1000:2000])
+    engine.manual_seed(4)
+    assert not np.array_equal(np.asarray(F.dropout(x, 0.25)._data), m1)
+
+
 def test_embedding(torch, oracle, rng):
     em = nn.Embedding(10, 4, padding_idx=2).double()
     tm = torch.nn.Embedding(10, 4, padding_idx=2).double()
