@@ -2,10 +2,10 @@
 
 Why fused: run through autograd, each time step records a dozen nodes and every
 backward step pays their bookkeeping. Here the input projection of all time steps is
-one GEMM hoisted out of the loop, each step is one GEMM for all four gates
-(i, f, g, o, torch's order) plus a few in-place elementwise passes, and the backward
-is the reverse loop plus three GEMMs over all steps for the weight and input
-gradients. Backward runs on arrays: no double backward through this op.
+one GEMM hoisted out of the loop, each step is one batched GEMM for the four gates
+(i, f, g, o, torch's order; each gate a contiguous (N, H) block) plus a few in-place
+elementwise passes, and the backward is the reverse loop plus three GEMMs over all steps
+for the weight and input gradients. Backward runs on arrays: no double backward through this op.
 """
 from __future__ import annotations
 
@@ -50,34 +50,42 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
     hid = w1.shape[0] // 4
     wr = None if w_hr is None else w_hr._data
     proj = hid if wr is None else wr.shape[0]
-    xw = (x.reshape(t_len * n, -1) @ xp.ascontiguousarray(w1.T)).reshape(t_len, n, 4 * hid)
+    xw = x.reshape(t_len * n, -1) @ xp.ascontiguousarray(w1.T)  # (T*N, 4H)
     if b_ih is not None:
         xw += b_ih._data
     if b_hh is not None:
         xw += b_hh._data
-    w2t = xp.ascontiguousarray(w2.T)  # (P, 4H): BLAS is much faster on contiguous operands here
+    # gate-major steps (T, 4, N, H): each gate of a step is one contiguous (N, H) block, so every
+    # elementwise pass below runs numpy's contiguous loops (on (N, 4H) column slices each pass
+    # paid a strided inner loop per row: 2.5x the time for a 64 x 128 gate)
+    acts = xp.ascontiguousarray(xw.reshape(t_len, n, 4, hid).transpose(0, 2, 1, 3))
+    del xw
+    w2g = xp.ascontiguousarray(w2.reshape(4, hid, proj).transpose(0, 2, 1))  # (4, P, H): h @ w2g[k] is gate k
     wrt = None if wr is None else xp.ascontiguousarray(wr.T)
-    acts = xw  # overwritten in place, step by step, with the gate activations i, f, g, o
     size = t_len * n * proj
     flat = xp.empty(size + n * hid, dtype=x.dtype)
     ys = flat[:size].reshape(t_len, n, proj)
     cs = xp.empty((t_len, n, hid), dtype=x.dtype)  # c_t after each step
+    tcs = xp.empty((t_len, n, hid), dtype=x.dtype)  # tanh(c_t), for the backward
     hs = ys if wr is None else xp.empty((t_len, n, hid), dtype=x.dtype)  # o * tanh(c_t), before projection
+    hw = xp.empty((4, n, hid), dtype=x.dtype)
+    ig = xp.empty((n, hid), dtype=x.dtype)
     h, c = h0._data, c0._data
     order = range(t_len - 1, -1, -1) if reverse else range(t_len)
     for t in order:
-        a = acts[t]
-        a += h @ w2t
-        _sigmoid(xp, a[:, :2 * hid])
-        xp.tanh(a[:, 2 * hid:3 * hid], out=a[:, 2 * hid:3 * hid])
-        _sigmoid(xp, a[:, 3 * hid:])
-        i, f, g, o = a[:, :hid], a[:, hid:2 * hid], a[:, 2 * hid:3 * hid], a[:, 3 * hid:]
+        a = acts[t]  # overwritten in place with the gate activations i, f, g, o
+        xp.matmul(h, w2g, out=hw)
+        a += hw
+        _sigmoid(xp, a[:2])
+        xp.tanh(a[2], out=a[2])
+        _sigmoid(xp, a[3])
+        i, f, g, o = a
         c_new = cs[t]
         xp.multiply(f, c, out=c_new)
-        c_new += i * g
-        h = hs[t]
-        xp.tanh(c_new, out=h)
-        h *= o
+        xp.multiply(i, g, out=ig)
+        c_new += ig
+        tc = xp.tanh(c_new, out=tcs[t])
+        h = xp.multiply(tc, o, out=hs[t])
         if wr is not None:
             h = xp.matmul(h, wrt, out=ys[t])
         c = c_new
@@ -86,44 +94,48 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
     if not needs_grad(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
         return out
     h0d, c0d = h0._data, c0._data
+    w2b = w2.reshape(4, hid, proj)  # gate k's rows of W_hh
 
     def backward(grad: Tensor, _: Any) -> tuple:
         gy = grad._data[:size].reshape(t_len, n, proj)
-        d_gates = xp.empty_like(acts)
+        d_gates = xp.empty_like(acts)  # (T, 4, N, H), as acts
         dhs = None if wr is None else xp.empty((t_len, n, proj), dtype=x.dtype)  # dL/dh_t, projected side
         dh = xp.zeros((n, proj), dtype=x.dtype)
         dc = grad._data[size:].reshape(n, hid).astype(x.dtype, copy=True)
-        der = xp.empty((n, 4 * hid), dtype=x.dtype)  # per-step scratch
-        tcb = xp.empty((n, hid), dtype=x.dtype)
+        der = xp.empty((4, n, hid), dtype=x.dtype)  # per-step scratch
+        tmp = xp.empty((n, hid), dtype=x.dtype)
+        dhk = xp.empty((4, n, proj), dtype=x.dtype)
         for t in reversed(order):
             dh += gy[t]
+            dhx = dh
             if wr is not None:
                 dhs[t] = dh
-                dh = dh @ wr  # back through the projection: (N, H)
+                dhx = dh @ wr  # back through the projection: (N, H)
             a = acts[t]
-            i, f, g, o = a[:, :hid], a[:, hid:2 * hid], a[:, 2 * hid:3 * hid], a[:, 3 * hid:]
+            i, f, g, o = a
             c_prev = cs[t - 1] if (t > 0 and not reverse) else (cs[t + 1] if (reverse and t < t_len - 1) else c0d)
             # the activations' derivatives for all four gates at once: (1 - s) * s, and 1 - g^2
             xp.subtract(1.0, a, out=der)
             der *= a
-            der_g = der[:, 2 * hid:3 * hid]
-            xp.multiply(g, g, out=der_g)
-            xp.subtract(1.0, der_g, out=der_g)
-            tc = xp.tanh(cs[t], out=tcb)
-            dg_all = d_gates[t]
-            xp.multiply(dh, tc, out=dg_all[:, 3 * hid:])  # d o
-            tc *= tc
-            xp.subtract(1.0, tc, out=tc)
-            tc *= o
-            tc *= dh
-            dc += tc  # dc_t total
-            xp.multiply(dc, g, out=dg_all[:, :hid])  # d i
-            xp.multiply(dc, c_prev, out=dg_all[:, hid:2 * hid])  # d f
-            xp.multiply(dc, i, out=dg_all[:, 2 * hid:3 * hid])  # d g
-            dg_all *= der  # through the activations
+            xp.multiply(g, g, out=der[2])
+            xp.subtract(1.0, der[2], out=der[2])
+            tc = tcs[t]
+            dg = d_gates[t]
+            xp.multiply(dhx, tc, out=dg[3])  # d o
+            xp.multiply(tc, tc, out=tmp)
+            xp.subtract(1.0, tmp, out=tmp)
+            tmp *= o
+            tmp *= dhx
+            dc += tmp  # dc_t total
+            xp.multiply(dc, g, out=dg[0])  # d i
+            xp.multiply(dc, c_prev, out=dg[1])  # d f
+            xp.multiply(dc, i, out=dg[2])  # d g
+            dg *= der  # through the activations
             dc *= f
-            dh = dg_all @ w2
-        fg = d_gates.reshape(t_len * n, 4 * hid)
+            xp.matmul(dg, w2b, out=dhk)  # per gate (N, H) @ (H, P), summed: dL/dh_{t-1}
+            xp.sum(dhk, axis=0, out=dh)
+        fg = xp.ascontiguousarray(d_gates.transpose(0, 2, 1, 3)).reshape(t_len * n, 4 * hid)
+        del d_gates
         gx = (fg @ w1).reshape(x.shape) if input.requires_grad else None
         gw_ih = fg.T @ x.reshape(t_len * n, -1) if w_ih.requires_grad else None
         gw_hh = None
