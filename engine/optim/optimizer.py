@@ -214,15 +214,18 @@ _pool_pid = 0
 
 
 def _thread_pool() -> Any:
-    """A small shared pool (numpy releases the GIL inside ufunc loops); None on one core.
-    Re-created after a fork, whose child inherits the pool object but not its threads."""
+    """A small shared pool (numpy releases the GIL inside ufunc loops); None on one core or
+    with ENGINE_NUM_THREADS=1. Re-created after a fork, whose child inherits the pool object
+    but not its threads."""
     global _pool, _pool_pid
     import os
 
     if _pool is None or _pool_pid != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
 
-        n = min(os.cpu_count() or 1, 8)
+        from engine.ops._parallel import num_threads
+
+        n = min(num_threads(), 8)
         _pool = ThreadPoolExecutor(n, thread_name_prefix="engine-optim") if n > 1 else False
         _pool_pid = os.getpid()
     return _pool or None
