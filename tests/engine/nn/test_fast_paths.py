@@ -105,6 +105,30 @@ def test_max_pool_on_channels_last_ties_first(torch):
     np.testing.assert_array_equal(xe.grad.numpy(), xt.grad.numpy())
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("grad_layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("k", [(2, 2), (3, 3), (2, 3)])
+def test_max_pool_channels_last_backward_matches_torch(monkeypatch, torch, rng, k, grad_layout, threads):
+    """The channels-last block max-pool backward (whole block rows per pass, split by sample):
+    ReLU'd data, so many windows tie at 0 and the gradient must go to each window's first
+    maximum; the incoming gradient either channels-last (from a conv) or not (from Flatten)."""
+    from engine.ops import _parallel
+
+    monkeypatch.setattr(_parallel, "_N", threads)
+    monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)
+    x = np.maximum(rng.standard_normal((5, 3, 6 * k[0], 4 * k[1])), 0)
+    x[0, 0, :k[0], :k[1]] = 2.0  # a window whose maximum is tied away from zero
+    xe = engine.tensor(_channels_last(x), requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    ye, yt = F.max_pool2d(xe, k), torch.nn.functional.max_pool2d(xt, k)
+    np.testing.assert_array_equal(ye.detach().numpy(), yt.detach().numpy())
+    g = rng.standard_normal(tuple(yt.shape))
+    ge = engine.tensor(_channels_last(g) if grad_layout == "nhwc" else g)
+    (ye * ge).sum().backward()
+    (yt * torch.tensor(g)).sum().backward()
+    np.testing.assert_array_equal(xe.grad.numpy(), xt.grad.numpy())
+
+
 def _resnet_block(lib):
     m = lib.nn
     return m.Sequential(m.Conv2d(3, 8, 3, 1, 1, bias=False), m.BatchNorm2d(8), m.ReLU(), m.MaxPool2d(2),
