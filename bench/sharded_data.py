@@ -10,7 +10,7 @@ issue's 4 GB dataset becomes ``--mb`` (default 1536 MB) sharded only (inline it 
 ~12 GB); the side-by-side comparison uses ``--peer-mb`` (default 384 MB) both ways. The
 sharded run is repeated to show the cache reused (no copy the second time).
 
-    python bench/sharded_data.py [--mb 1536] [--peer-mb 384] [--json out.json]
+    python bench/sharded_data.py [--mb 1536] [--peer-mb 384 (0: no side-by-side)] [--json out.json]
 """
 from __future__ import annotations
 
@@ -112,11 +112,12 @@ def main() -> None:
     args = ap.parse_args()
     out = {"machine": machine(), "runs": []}
     with tempfile.TemporaryDirectory() as cache, pg_schema(args.postgres) as url:
-        inline = _store(url, args.peer_mb, inline=True)
-        out["runs"].append(_run(url, inline, cache, "inline (in memory)", args.peer_mb))
-        small = _store(url, args.peer_mb, inline=False)
-        out["runs"].append(_run(url, small, cache, "sharded, cache filled", args.peer_mb))
-        out["runs"].append(_run(url, small, cache, "sharded, cache reused", args.peer_mb))
+        if args.peer_mb:
+            inline = _store(url, args.peer_mb, inline=True)
+            out["runs"].append(_run(url, inline, cache, "inline (in memory)", args.peer_mb))
+            small = _store(url, args.peer_mb, inline=False)
+            out["runs"].append(_run(url, small, cache, "sharded, cache filled", args.peer_mb))
+            out["runs"].append(_run(url, small, cache, "sharded, cache reused", args.peer_mb))
         big = _store(url, args.mb, inline=False)
         out["runs"].append(_run(url, big, cache, "sharded, cache filled", args.mb))
         out["runs"].append(_run(url, big, cache, "sharded, cache reused", args.mb))
