@@ -1,7 +1,7 @@
 """Resolving ``training.init`` at submit time: the weights a job will start from must exist,
 be the caller's, and fit the model (names and shapes, with every mismatch listed). A job
-checkpoint named as the source is copied into a weights row, so the job still finds it after
-its source job's retention deleted that checkpoint."""
+checkpoint named as the source is copied into a weights row (blob to blob, a piece at a time),
+so the job still finds it after its source job's retention deleted that checkpoint."""
 from __future__ import annotations
 
 from fastapi import HTTPException, status
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import FieldError, field_error
 from ingest import IngestError
-from ingest.weights import check_safetensors
+from ingest.weights import check_safetensors, read_head
 from plan import TrainingPlan
 from plan.model import InitPlan
 from plan.planner import match_weights
@@ -39,15 +39,16 @@ def _snapshot(session: Session, init: InitConfig, owner: str) -> tuple[str, dict
     source = jobs.get(session, job_id=init.job_id, owner=owner)
     if source is None:
         raise FieldError(LOC + ["job_id"], f"job {init.job_id} does not exist")
-    ckpt = checkpoints.named(session, job_id=source.id, which=init.checkpoint,
-                             mode=checkpoints.retention_mode(source.plan))
+    ckpt = checkpoints.find(session, job_id=source.id, which=init.checkpoint,
+                            mode=checkpoints.retention_mode(source.plan))
     if ckpt is None:
         raise FieldError(LOC + ["checkpoint"], f"job {source.id} has no {init.checkpoint} checkpoint")
-    try:
-        tensors = check_safetensors(ckpt.data, max_elements=2**62)
+    try:  # the header alone, and then the file copied piece by piece: never whole in the API's memory
+        tensors = check_safetensors(read_head(checkpoints.open_model(session, ckpt)), size=ckpt.size_bytes,
+                                    max_elements=2**62)
     except IngestError as exc:  # our own files: only a damaged row gets here
         raise FieldError(LOC + ["checkpoint"], str(exc)) from exc
-    row = weights.create(session, owner=owner, data=ckpt.data, tensors=tensors,
+    row = weights.create(session, owner=owner, data=checkpoints.stream(session, ckpt), tensors=tensors,
                          name=f"job {source.id} checkpoint {ckpt.id} (epoch {ckpt.epoch}, step {ckpt.step})")
     return row.id, {k: v["shape"] for k, v in tensors.items()}
 

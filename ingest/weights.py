@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any
+from typing import Any, BinaryIO
 
 from ingest.errors import IngestError
 
@@ -16,14 +16,28 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_TENSORS = 100_000
 
 
-def check_safetensors(data: bytes, *, max_elements: int) -> dict[str, dict[str, Any]]:
-    """The file's tensors as name -> {"dtype", "shape"}; an IngestError says what is wrong."""
-    if len(data) < 8:
+def read_head(file: BinaryIO) -> bytes:
+    """A safetensors file's 8-byte header length and its header (at most MAX_HEADER_BYTES), read
+    from the start of ``file``: all ``check_safetensors`` needs besides the file's size."""
+    head = file.read(8)
+    if len(head) < 8:
+        return head
+    (header_len,) = struct.unpack("<Q", head)
+    return head + file.read(min(header_len, MAX_HEADER_BYTES + 1))
+
+
+def check_safetensors(data: bytes, *, max_elements: int, size: int | None = None) -> dict[str, dict[str, Any]]:
+    """The file's tensors as name -> {"dtype", "shape"}; an IngestError says what is wrong.
+
+    ``data`` is the whole file, or with ``size`` (the file's length) its beginning, at least
+    through the header (``read_head``): the data ranges are checked against ``size``."""
+    size = len(data) if size is None else size
+    if size < 8 or len(data) < 8:
         raise IngestError("is not a safetensors file: shorter than its 8-byte header length")
     (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > MAX_HEADER_BYTES or 8 + header_len > len(data):
+    if header_len > MAX_HEADER_BYTES or 8 + header_len > size or 8 + header_len > len(data):
         raise IngestError(f"is not a safetensors file: its header claims {header_len} bytes, past the end of the "
-                          f"{len(data)}-byte file" if 8 + header_len > len(data) else
+                          f"{size}-byte file" if 8 + header_len > size else
                           f"has a {header_len}-byte header; at most {MAX_HEADER_BYTES} are allowed")
     try:
         header = json.loads(data[8:8 + header_len])
@@ -34,7 +48,7 @@ def check_safetensors(data: bytes, *, max_elements: int) -> dict[str, dict[str, 
     header.pop("__metadata__", None)
     if len(header) > MAX_TENSORS:
         raise IngestError(f"holds {len(header)} tensors; at most {MAX_TENSORS} are allowed")
-    body = len(data) - 8 - header_len
+    body = size - 8 - header_len
     tensors, ranges, elements = {}, [], 0
     for name, info in header.items():
         where = f"tensor {name[:80]!r}"

@@ -272,8 +272,10 @@ class Weights(Base):
     owner: Mapped[str] = mapped_column(String(64), default="local", index=True)
     name: Mapped[str] = mapped_column(String(200))
     tensors: Mapped[dict[str, Any]] = mapped_column(JSON)  # name -> {"dtype", "shape"}
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # None: ``data`` holds the file (rows from before 0013); "blobs": the blob weights/<id>/file
+    layout: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # b"" in the blobs layout
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 class WorkerPresence(Base):
@@ -331,7 +333,7 @@ class Blob(Base):
     """A stored byte string (``store.blobs``): size, SHA-256 and its chunking; the chunks are
     ``blob_chunks`` rows, holding the bytes themselves (backend ``database``) or only their
     size and checksum (``filesystem``: the bytes are files under the blob directory). A blob
-    belongs to at most one checkpoint, dataset or upload and is deleted with it."""
+    belongs to at most one checkpoint, dataset, upload or weights row and is deleted with it."""
 
     __tablename__ = "blobs"
 
@@ -347,6 +349,8 @@ class Blob(Base):
                                                    nullable=True, index=True)
     upload_id: Mapped[str | None] = mapped_column(ForeignKey("dataset_uploads.id", ondelete="CASCADE"),
                                                   nullable=True, index=True)
+    weights_id: Mapped[str | None] = mapped_column(ForeignKey("weights.id", ondelete="CASCADE"),
+                                                   nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -33,7 +33,7 @@ from store.models import Blob, BlobChunk
 __all__ = ["BACKENDS", "BlobCorrupt", "BlobError", "BlobMissing", "BlobReader", "Blobs", "open_blobs"]
 
 BACKENDS = ("database", "filesystem")
-_REFS = ("checkpoint_id", "dataset_id", "upload_id")
+_REFS = ("checkpoint_id", "dataset_id", "upload_id", "weights_id")
 
 
 class Blobs:
@@ -56,7 +56,7 @@ class Blobs:
     # -- writing -----------------------------------------------------------------------
     def put(self, key: str, data: bytes | memoryview | BinaryIO | Iterable[bytes], **ref: str) -> Blob:
         """Store ``data`` (bytes, a binary file or an iterable of byte strings) as blob ``key``,
-        replacing one of that name; ``ref`` names its owner (checkpoint_id, dataset_id or upload_id)."""
+        replacing one of that name; ``ref`` names its owner (checkpoint_id, dataset_id, upload_id or weights_id)."""
         self.create(key, **ref)
         whole, seq, size = hashlib.sha256(), 0, 0
         for piece in _rechunk(data, self.chunk_bytes):

@@ -7,7 +7,9 @@ Readers that need a file whole (resume, predict, export) get it on ``data`` / ``
 before; ``stream`` hands a download its chunks one at a time."""
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, undefer
@@ -63,6 +65,14 @@ def stream(session: Session, ckpt: Checkpoint, piece_bytes: int = 4 * 1024**2) -
     view = memoryview(session.scalar(select(Checkpoint.data).where(Checkpoint.id == ckpt.id)) or b"")
     for start in range(0, len(view), piece_bytes):
         yield bytes(view[start:start + piece_bytes])
+
+
+def open_model(session: Session, ckpt: Checkpoint) -> BinaryIO:
+    """The model file as a seekable binary file, read a chunk at a time (to parse its header
+    without loading it)."""
+    if ckpt.layout == BLOBS:
+        return open_blobs(session).open(_key(ckpt.id, "model"))
+    return io.BytesIO(session.scalar(select(Checkpoint.data).where(Checkpoint.id == ckpt.id)) or b"")
 
 
 def find(session: Session, *, job_id: str, which: str, mode: str) -> Checkpoint | None:

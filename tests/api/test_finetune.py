@@ -148,3 +148,41 @@ def test_estimates_are_calibrated_by_finished_jobs(client, settings, dataset_id)
     assert second["estimate"]["cpu"]["seconds"] == pytest.approx(2 * done["estimate"]["cpu"]["seconds"])
     spec = client.post("/v1/specs/validate", json={"model": SPEC, "dataset_id": dataset_id}).json()
     assert spec["estimate_per_epoch"]["cpu"]["calibrated"] is True
+
+
+def test_a_checkpoint_of_many_chunks_is_copied_blob_to_blob(client, settings, dataset_id, monkeypatch):
+    """With 256-byte blob chunks the parent's checkpoint spans many chunks: the fine-tune
+    snapshot is a blob-stored weights row, byte-identical to the checkpoint's file, which the
+    child trains from after the parent (and its checkpoints) is deleted; deleting the weights
+    deletes their chunks."""
+    from config.settings import get_settings
+    from store.models import Blob, BlobChunk
+    from store.repositories import checkpoints, weights
+
+    monkeypatch.setenv("TRAINYARD_BLOB_CHUNK_BYTES", "256")
+    get_settings.cache_clear()
+    try:
+        parent = client.post("/v1/jobs", json={"name": "p", "dataset_id": dataset_id, "model": SPEC,
+                                               "training": {**TRAINING, "epochs": 1}}).json()
+        assert run_job(parent["id"], settings) == "succeeded"
+        with session_scope(settings.resolved_database_url) as s:
+            source = checkpoints.latest_with_data(s, job_id=parent["id"]).data
+        assert len(source) > 3 * 256
+        child = client.post("/v1/jobs", json={"name": "c", "dataset_id": dataset_id, "model": SPEC,
+                                              "training": {**TRAINING, "epochs": 1,
+                                                           "init": {"job_id": parent["id"]}}}).json()
+        weights_id = child["plan"]["init"]["weights_id"]
+        with session_scope(settings.resolved_database_url) as s:
+            row = weights.get(s, weights_id=weights_id)
+            assert (row.layout, row.size_bytes) == ("blobs", len(source))
+            assert weights.data(s, weights_id=weights_id) == source
+            blob = s.scalars(select(Blob).where(Blob.weights_id == weights_id)).one()
+            assert blob.chunks == -(-len(source) // 256)
+        assert client.delete(f"/v1/jobs/{parent['id']}").status_code == 204
+        assert run_job(child["id"], settings) == "succeeded"
+        assert client.delete(f"/v1/weights/{weights_id}").status_code == 204
+        with session_scope(settings.resolved_database_url) as s:
+            assert s.scalar(select(func.count()).select_from(BlobChunk).where(BlobChunk.blob_key == blob.key)) == 0
+            assert weights.data(s, weights_id=weights_id) is None
+    finally:
+        get_settings.cache_clear()

@@ -66,3 +66,35 @@ def test_old_rows_survive_the_upgrade_and_new_ones_the_downgrade(database_url, m
     with session_scope(database_url) as s:  # inline again: read through the old layout
         assert checkpoints.latest_with_data(s, job_id="j").data == new_ckpt
     get_settings.cache_clear()
+
+
+def test_weights_rows_across_migration_0013(database_url, monkeypatch):
+    """Weights stored inline before 0013 read the same after it; blob-stored weights (many
+    chunks) are written back inline by its downgrade and read again after a new upgrade."""
+    from store.repositories import weights
+
+    monkeypatch.setenv("TRAINYARD_BLOB_CHUNK_BYTES", "1000")
+    from config.settings import get_settings
+
+    get_settings.cache_clear()
+    old_file, new_file = os.urandom(1500), os.urandom(4200)
+    command.downgrade(alembic_config(database_url), "0012")
+    with get_engine(database_url).begin() as conn:
+        conn.execute(text("INSERT INTO weights (id, owner, name, tensors, size_bytes, data, created_at) VALUES "
+                          "('w-old', 'local', 'old', '{}', :n, :d, CURRENT_TIMESTAMP)"), {"n": len(old_file), "d": old_file})
+    upgrade(database_url)
+    with session_scope(database_url) as s:
+        assert weights.get(s, weights_id="w-old").layout is None
+        assert weights.data(s, weights_id="w-old") == old_file
+        new_id = weights.create(s, owner="local", name="new", data=new_file, tensors={}).id
+    with get_engine(database_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM blob_chunks WHERE blob_key = :k"),
+                            {"k": f"weights/{new_id}/file"}).scalar_one() == 5
+    command.downgrade(alembic_config(database_url), "0012")
+    with get_engine(database_url).connect() as conn:
+        rows = dict(conn.execute(text("SELECT id, data FROM weights")).all())
+    assert bytes(rows[new_id]) == new_file and bytes(rows["w-old"]) == old_file
+    upgrade(database_url)
+    with session_scope(database_url) as s:
+        assert weights.data(s, weights_id=new_id) == new_file
+    get_settings.cache_clear()
