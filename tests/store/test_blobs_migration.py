@@ -81,7 +81,8 @@ def test_weights_rows_across_migration_0013(database_url, monkeypatch):
     command.downgrade(alembic_config(database_url), "0012")
     with get_engine(database_url).begin() as conn:
         conn.execute(text("INSERT INTO weights (id, owner, name, tensors, size_bytes, data, created_at) VALUES "
-                          "('w-old', 'local', 'old', '{}', :n, :d, CURRENT_TIMESTAMP)"), {"n": len(old_file), "d": old_file})
+                          "('w-old', 'local', 'old', '{}', :n, :d, CURRENT_TIMESTAMP)"),
+                     {"n": len(old_file), "d": old_file})
     upgrade(database_url)
     with session_scope(database_url) as s:
         assert weights.get(s, weights_id="w-old").layout is None
