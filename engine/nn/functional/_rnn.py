@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from engine import fused as _fused
 from engine.amp import _policy as _amp
-from engine.backend import get_array_module
+from engine.backend import blas_threads, get_array_module
+from engine.ops import _parallel
 from engine.ops._util import attach, needs_grad, wrap
 from engine.tensor import Tensor
 
@@ -105,51 +108,47 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
         der = xp.empty((4, n, hid), dtype=x.dtype)  # per-step scratch
         tmp = xp.empty((n, hid), dtype=x.dtype)
         dhk = xp.empty((4, n, proj), dtype=x.dtype)
-        for t in reversed(order):
-            dh += gy[t]
-            dhx = dh
-            if wr is not None:
-                dhs[t] = dh
-                dhx = dh @ wr  # back through the projection: (N, H)
-            a = acts[t]
-            i, f, g, o = a
-            c_prev = cs[t - 1] if (t > 0 and not reverse) else (cs[t + 1] if (reverse and t < t_len - 1) else c0d)
-            # the activations' derivatives for all four gates at once: (1 - s) * s, and 1 - g^2
-            xp.subtract(1.0, a, out=der)
-            der *= a
-            xp.multiply(g, g, out=der[2])
-            xp.subtract(1.0, der[2], out=der[2])
-            tc = tcs[t]
-            dg = d_gates[t]
-            xp.multiply(dhx, tc, out=dg[3])  # d o
-            xp.multiply(tc, tc, out=tmp)
-            xp.subtract(1.0, tmp, out=tmp)
-            tmp *= o
-            tmp *= dhx
-            dc += tmp  # dc_t total
-            xp.multiply(dc, g, out=dg[0])  # d i
-            xp.multiply(dc, c_prev, out=dg[1])  # d f
-            xp.multiply(dc, i, out=dg[2])  # d g
-            dg *= der  # through the activations
-            dc *= f
-            xp.matmul(dg, w2b, out=dhk)  # per gate (N, H) @ (H, P), summed: dL/dh_{t-1}
-            xp.sum(dhk, axis=0, out=dh)
-        fg = xp.ascontiguousarray(d_gates.transpose(0, 2, 1, 3)).reshape(t_len * n, 4 * hid)
-        del d_gates
-        gx = (fg @ w1).reshape(x.shape) if input.requires_grad else None
-        gw_ih = fg.T @ x.reshape(t_len * n, -1) if w_ih.requires_grad else None
-        gw_hh = None
-        if w_hh.requires_grad:
-            if reverse:
-                h_prev = xp.concatenate([ys[1:t_len], h0d[None]], 0)
-            else:
-                h_prev = xp.concatenate([h0d[None], ys[:t_len - 1]], 0)
-            gw_hh = fg.T @ h_prev.reshape(t_len * n, proj)
+        grads = _WeightGrads(xp, x, ys, h0d, w1, d_gates, reverse, input.requires_grad,
+                             w_ih.requires_grad, w_hh.requires_grad)
+        try:
+            for t in reversed(order):
+                dh += gy[t]
+                dhx = dh
+                if wr is not None:
+                    dhs[t] = dh
+                    dhx = dh @ wr  # back through the projection: (N, H)
+                a = acts[t]
+                i, f, g, o = a
+                c_prev = cs[t - 1] if (t > 0 and not reverse) else (cs[t + 1] if (reverse and t < t_len - 1) else c0d)
+                # the activations' derivatives for all four gates at once: (1 - s) * s, and 1 - g^2
+                xp.subtract(1.0, a, out=der)
+                der *= a
+                xp.multiply(g, g, out=der[2])
+                xp.subtract(1.0, der[2], out=der[2])
+                tc = tcs[t]
+                dg = d_gates[t]
+                xp.multiply(dhx, tc, out=dg[3])  # d o
+                xp.multiply(tc, tc, out=tmp)
+                xp.subtract(1.0, tmp, out=tmp)
+                tmp *= o
+                tmp *= dhx
+                dc += tmp  # dc_t total
+                xp.multiply(dc, g, out=dg[0])  # d i
+                xp.multiply(dc, c_prev, out=dg[1])  # d f
+                xp.multiply(dc, i, out=dg[2])  # d g
+                dg *= der  # through the activations
+                dc *= f
+                xp.matmul(dg, w2b, out=dhk)  # per gate (N, H) @ (H, P), summed: dL/dh_{t-1}
+                xp.sum(dhk, axis=0, out=dh)
+                grads.step_done(t)
+            gx, gw_ih, gw_hh, gb = grads.result()
+        finally:
+            grads.close()
         gw_hr = None
         if wr is not None and w_hr.requires_grad:
             gw_hr = dhs.reshape(t_len * n, proj).T @ hs.reshape(t_len * n, hid)
-        gb = fg.sum(0) if (b_ih is not None and b_ih.requires_grad) or \
-            (b_hh is not None and b_hh.requires_grad) else None
+        if not ((b_ih is not None and b_ih.requires_grad) or (b_hh is not None and b_hh.requires_grad)):
+            gb = None
         res = (gx, dh if h0.requires_grad else None, dc if c0.requires_grad else None, gw_ih, gw_hh,
                gb if b_ih is not None and b_ih.requires_grad else None,
                None if gb is None or b_hh is None or not b_hh.requires_grad else gb.copy(), gw_hr)
@@ -157,3 +156,67 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
 
     attach(out, (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr), backward, "LstmBackward")
     return out
+
+
+STEP_CHUNK = 10  # time steps per piece of the weight and input gradients
+
+
+class _WeightGrads:
+    """The LSTM backward's GEMMs over all steps (input gradient, W_ih, W_hh and bias gradients),
+    computed a STEP_CHUNK of steps at a time as soon as the reverse loop has those steps' gate
+    gradients, and summed in chunk order (so every thread count gives the same bits).
+
+    With the engine's threads, each piece runs on the pool while the main thread goes on with
+    the recurrence, OpenBLAS held to one thread meanwhile: the loop's small per-step GEMMs gain
+    nothing from OpenBLAS's threads, and the pieces were a third of the backward, after it."""
+
+    def __init__(self, xp: Any, x: Any, ys: Any, h0: Any, w1: Any, d_gates: Any, reverse: bool,
+                 need_x: bool, need_ih: bool, need_hh: bool) -> None:
+        t_len, n, _ = x.shape
+        self.xp, self.x, self.w1, self.d_gates, self.reverse = xp, x, w1, d_gates, reverse
+        self.need_x, self.need_ih, self.need_hh = need_x, need_ih, need_hh
+        self.hid = d_gates.shape[-1]
+        # the state each step started from: h_{t-1} (h_{t+1} when reverse)
+        self.h_prev = (xp.concatenate([ys[1:], h0[None]], 0) if reverse else
+                       xp.concatenate([h0[None], ys[:-1]], 0)) if need_hh else None
+        self.gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+        step = STEP_CHUNK if xp is np else t_len
+        self.bounds = [(t0, min(t0 + step, t_len)) for t0 in range(0, t_len, step)]
+        self.pieces: dict = {}
+        self.pool = None
+        if xp is np and _parallel._N > 1 and len(self.bounds) > 1:
+            self.pool, self.prev = _parallel._get_pool(), blas_threads.set(1)
+
+    def step_done(self, t: int) -> None:
+        """Step ``t``'s gate gradients are written; start the chunk this step completes."""
+        for k, (t0, t1) in enumerate(self.bounds):
+            if t == (t1 - 1 if self.reverse else t0):
+                self.pieces[k] = self.pool.submit(self._piece, t0, t1) if self.pool else (t0, t1)
+                return
+
+    def _piece(self, t0: int, t1: int) -> tuple:
+        xp, h = self.xp, self.hid
+        fg = xp.ascontiguousarray(self.d_gates[t0:t1].transpose(0, 2, 1, 3)).reshape(-1, 4 * h)
+        if self.need_x:
+            self.gx[t0:t1] = (fg @ self.w1).reshape(t1 - t0, *self.x.shape[1:])
+        gih = fg.T @ self.x[t0:t1].reshape(len(fg), -1) if self.need_ih else None
+        ghh = fg.T @ self.h_prev[t0:t1].reshape(len(fg), -1) if self.need_hh else None
+        return gih, ghh, fg.sum(0)
+
+    def result(self) -> tuple:
+        """gx, gW_ih, gW_hh, gb: the pieces summed in chunk order."""
+        total: list = [None, None, None]
+        for k in range(len(self.bounds)):
+            got = self.pieces[k].result() if self.pool else self._piece(*self.pieces[k])
+            for j, v in enumerate(got):
+                if v is not None:
+                    total[j] = v if total[j] is None else total[j] + v
+        return (self.gx, *total)
+
+    def close(self) -> None:
+        """Wait for pieces still running (an error in the loop) and give OpenBLAS its threads back."""
+        if self.pool is not None:
+            for f in self.pieces.values():
+                f.exception()
+            blas_threads.restore(self.prev)
+            self.pool = None

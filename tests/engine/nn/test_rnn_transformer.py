@@ -64,6 +64,29 @@ def test_recurrent(torch, oracle, rng, name, kw):
     _compare(torch, em, tm, [x[:, 0] if not kw.get("batch_first") else x[0]])  # unbatched
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("kw", [dict(), dict(bidirectional=True, proj_size=2), dict(bias=False)],
+                         ids=["plain", "bidirectional-proj", "no-bias"])
+def test_lstm_gradients_in_step_chunks(monkeypatch, torch, oracle, rng, kw, threads):
+    """The weight and input gradients summed from pieces of 4 steps (23 steps: the last piece
+    short), on the engine's pool while the recurrence goes on or inline: torch's values, and
+    the same bits either way."""
+    from engine.nn.functional import _rnn
+    from engine.ops import _parallel
+
+    monkeypatch.setattr(_rnn, "STEP_CHUNK", 4)
+    monkeypatch.setattr(_parallel, "_N", threads)
+    em, tm = nn.LSTM(3, 4, **kw).double(), torch.nn.LSTM(3, 4, **kw).double()
+    oracle.copy_weights(em, tm)
+    x = rng.standard_normal((23, 2, 3))
+    _compare(torch, em, tm, [x])
+    grads = {name: p.grad.numpy().copy() for name, p in em.named_parameters()}
+    monkeypatch.setattr(_parallel, "_N", 1)
+    _compare(torch, em, tm, [x])
+    for name, p in em.named_parameters():
+        np.testing.assert_array_equal(p.grad.numpy(), grads[name], err_msg=name)
+
+
 @pytest.mark.parametrize("name", ["RNNCell", "LSTMCell", "GRUCell"])
 def test_cells(torch, oracle, rng, name):
     em, tm = getattr(nn, name)(3, 5).double(), getattr(torch.nn, name)(3, 5).double()
