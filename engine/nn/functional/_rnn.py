@@ -53,16 +53,11 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
     hid = w1.shape[0] // 4
     wr = None if w_hr is None else w_hr._data
     proj = hid if wr is None else wr.shape[0]
-    xw = x.reshape(t_len * n, -1) @ xp.ascontiguousarray(w1.T)  # (T*N, 4H)
-    if b_ih is not None:
-        xw += b_ih._data
-    if b_hh is not None:
-        xw += b_hh._data
     # gate-major steps (T, 4, N, H): each gate of a step is one contiguous (N, H) block, so every
     # elementwise pass below runs numpy's contiguous loops (on (N, 4H) column slices each pass
     # paid a strided inner loop per row: 2.5x the time for a 64 x 128 gate)
-    acts = xp.ascontiguousarray(xw.reshape(t_len, n, 4, hid).transpose(0, 2, 1, 3))
-    del xw
+    acts = xp.empty((t_len, 4, n, hid), dtype=x.dtype)
+    projection = _InputProjection(xp, x, w1, b_ih, b_hh, acts, reverse)
     w2g = xp.ascontiguousarray(w2.reshape(4, hid, proj).transpose(0, 2, 1))  # (4, P, H): h @ w2g[k] is gate k
     wrt = None if wr is None else xp.ascontiguousarray(wr.T)
     size = t_len * n * proj
@@ -75,23 +70,27 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
     ig = xp.empty((n, hid), dtype=x.dtype)
     h, c = h0._data, c0._data
     order = range(t_len - 1, -1, -1) if reverse else range(t_len)
-    for t in order:
-        a = acts[t]  # overwritten in place with the gate activations i, f, g, o
-        xp.matmul(h, w2g, out=hw)
-        a += hw
-        _sigmoid(xp, a[:2])
-        xp.tanh(a[2], out=a[2])
-        _sigmoid(xp, a[3])
-        i, f, g, o = a
-        c_new = cs[t]
-        xp.multiply(f, c, out=c_new)
-        xp.multiply(i, g, out=ig)
-        c_new += ig
-        tc = xp.tanh(c_new, out=tcs[t])
-        h = xp.multiply(tc, o, out=hs[t])
-        if wr is not None:
-            h = xp.matmul(h, wrt, out=ys[t])
-        c = c_new
+    try:
+        for t in order:
+            projection.ready(t)
+            a = acts[t]  # overwritten in place with the gate activations i, f, g, o
+            xp.matmul(h, w2g, out=hw)
+            a += hw
+            _sigmoid(xp, a[:2])
+            xp.tanh(a[2], out=a[2])
+            _sigmoid(xp, a[3])
+            i, f, g, o = a
+            c_new = cs[t]
+            xp.multiply(f, c, out=c_new)
+            xp.multiply(i, g, out=ig)
+            c_new += ig
+            tc = xp.tanh(c_new, out=tcs[t])
+            h = xp.multiply(tc, o, out=hs[t])
+            if wr is not None:
+                h = xp.matmul(h, wrt, out=ys[t])
+            c = c_new
+    finally:
+        projection.close()
     flat[size:] = c.reshape(-1)
     out = wrap(flat)
     if not needs_grad(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
@@ -158,28 +157,20 @@ def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor
     return out
 
 
-STEP_CHUNK = 10  # time steps per piece of the weight and input gradients
+STEP_CHUNK = 10  # time steps per piece of the work hoisted out of the recurrence
 
 
-class _WeightGrads:
-    """The LSTM backward's GEMMs over all steps (input gradient, W_ih, W_hh and bias gradients),
-    computed a STEP_CHUNK of steps at a time as soon as the reverse loop has those steps' gate
-    gradients, and summed in chunk order (so every thread count gives the same bits).
+class _StepPieces:
+    """The work of an LSTM layer that does not depend on the recurrence (the input projection
+    before it, the weight gradients after it), cut into pieces of STEP_CHUNK time steps so
+    that it runs on the engine's pool beside the recurrence instead of before or after it.
 
-    With the engine's threads, each piece runs on the pool while the main thread goes on with
-    the recurrence, OpenBLAS held to one thread meanwhile: the loop's small per-step GEMMs gain
-    nothing from OpenBLAS's threads, and the pieces were a third of the backward, after it."""
+    Pieces are the same whatever the thread count (results are summed in piece order, so
+    they are the same bits); on one thread they run inline. While the pool is used OpenBLAS
+    is held to one thread: the recurrence's small per-step GEMMs gain nothing from OpenBLAS's
+    threads, and two callers asking its pool for every core queue behind each other."""
 
-    def __init__(self, xp: Any, x: Any, ys: Any, h0: Any, w1: Any, d_gates: Any, reverse: bool,
-                 need_x: bool, need_ih: bool, need_hh: bool) -> None:
-        t_len, n, _ = x.shape
-        self.xp, self.x, self.w1, self.d_gates, self.reverse = xp, x, w1, d_gates, reverse
-        self.need_x, self.need_ih, self.need_hh = need_x, need_ih, need_hh
-        self.hid = d_gates.shape[-1]
-        # the state each step started from: h_{t-1} (h_{t+1} when reverse)
-        self.h_prev = (xp.concatenate([ys[1:], h0[None]], 0) if reverse else
-                       xp.concatenate([h0[None], ys[:-1]], 0)) if need_hh else None
-        self.gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+    def __init__(self, xp: Any, t_len: int) -> None:
         step = STEP_CHUNK if xp is np else t_len
         self.bounds = [(t0, min(t0 + step, t_len)) for t0 in range(0, t_len, step)]
         self.pieces: dict = {}
@@ -187,12 +178,75 @@ class _WeightGrads:
         if xp is np and _parallel._N > 1 and len(self.bounds) > 1:
             self.pool, self.prev = _parallel._get_pool(), blas_threads.set(1)
 
+    def _piece(self, t0: int, t1: int) -> Any:
+        raise NotImplementedError
+
+    def start(self, k: int) -> None:
+        t0, t1 = self.bounds[k]
+        self.pieces[k] = self.pool.submit(self._piece, t0, t1) if self.pool else (t0, t1)
+
+    def finish(self, k: int) -> Any:
+        piece = self.pieces.pop(k)
+        return piece.result() if self.pool else self._piece(*piece)
+
+    def close(self) -> None:
+        """Wait for pieces still running (after an error) and give OpenBLAS its threads back."""
+        if self.pool is not None:
+            for f in self.pieces.values():
+                f.exception()
+            blas_threads.restore(self.prev)
+            self.pool = None
+
+
+class _InputProjection(_StepPieces):
+    """acts[t] = gate-major (x_t W_ih^T + b_ih + b_hh), every piece queued up front in the loop's
+    order; ``ready(t)`` waits for the piece holding step t."""
+
+    def __init__(self, xp: Any, x: Any, w1: Any, b_ih: Any, b_hh: Any, acts: Any, reverse: bool) -> None:
+        super().__init__(xp, x.shape[0])
+        self.x, self.w1t, self.acts = x, xp.ascontiguousarray(w1.T), acts
+        self.biases = [b._data for b in (b_ih, b_hh) if b is not None]
+        self.todo = list(range(len(self.bounds)))[::-1 if reverse else 1]
+        self.first = {(b[1] - 1 if reverse else b[0]): k for k, b in enumerate(self.bounds)}
+        for k in (self.todo if self.pool else ()):
+            self.start(k)
+
+    def _piece(self, t0: int, t1: int) -> None:
+        n, hid = self.acts.shape[2:]
+        xw = self.x[t0:t1].reshape((t1 - t0) * n, -1) @ self.w1t
+        for b in self.biases:
+            xw += b
+        self.acts[t0:t1] = xw.reshape(t1 - t0, n, 4, hid).transpose(0, 2, 1, 3)
+
+    def ready(self, t: int) -> None:
+        k = self.first.get(t)
+        if k is not None:
+            if not self.pool:
+                self.start(k)
+            self.finish(k)
+
+
+class _WeightGrads(_StepPieces):
+    """The backward's GEMMs over all steps (input gradient, W_ih, W_hh and bias gradients), a
+    piece started as soon as the reverse loop has written its steps' gate gradients."""
+
+    def __init__(self, xp: Any, x: Any, ys: Any, h0: Any, w1: Any, d_gates: Any, reverse: bool,
+                 need_x: bool, need_ih: bool, need_hh: bool) -> None:
+        super().__init__(xp, x.shape[0])
+        self.xp, self.x, self.w1, self.d_gates, self.reverse = xp, x, w1, d_gates, reverse
+        self.need_x, self.need_ih, self.need_hh = need_x, need_ih, need_hh
+        self.hid = d_gates.shape[-1]
+        # the state each step started from: h_{t-1} (h_{t+1} when reverse)
+        self.h_prev = (xp.concatenate([ys[1:], h0[None]], 0) if reverse else
+                       xp.concatenate([h0[None], ys[:-1]], 0)) if need_hh else None
+        self.gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+        self.last = {(b[1] - 1 if not reverse else b[0]): k for k, b in enumerate(self.bounds)}
+
     def step_done(self, t: int) -> None:
-        """Step ``t``'s gate gradients are written; start the chunk this step completes."""
-        for k, (t0, t1) in enumerate(self.bounds):
-            if t == (t1 - 1 if self.reverse else t0):
-                self.pieces[k] = self.pool.submit(self._piece, t0, t1) if self.pool else (t0, t1)
-                return
+        """Step ``t``'s gate gradients are written; start the piece this step completes."""
+        k = self.last.get(t)
+        if k is not None:
+            self.start(k)
 
     def _piece(self, t0: int, t1: int) -> tuple:
         xp, h = self.xp, self.hid
@@ -204,19 +258,10 @@ class _WeightGrads:
         return gih, ghh, fg.sum(0)
 
     def result(self) -> tuple:
-        """gx, gW_ih, gW_hh, gb: the pieces summed in chunk order."""
+        """gx, gW_ih, gW_hh, gb: the pieces summed in piece order."""
         total: list = [None, None, None]
         for k in range(len(self.bounds)):
-            got = self.pieces[k].result() if self.pool else self._piece(*self.pieces[k])
-            for j, v in enumerate(got):
+            for j, v in enumerate(self.finish(k)):
                 if v is not None:
                     total[j] = v if total[j] is None else total[j] + v
         return (self.gx, *total)
-
-    def close(self) -> None:
-        """Wait for pieces still running (an error in the loop) and give OpenBLAS its threads back."""
-        if self.pool is not None:
-            for f in self.pieces.values():
-                f.exception()
-            blas_threads.restore(self.prev)
-            self.pool = None
