@@ -110,14 +110,21 @@ BLAS_QUIETED = quiet_blas_threads()
 
 
 class _BlasThreads:
-    """Set and restore the thread count of every loaded OpenBLAS (numpy's is symbol-prefixed)."""
+    """Hold every loaded OpenBLAS (numpy's is symbol-prefixed) to one thread while the engine's
+    own threads call it, and give it its threads back after. Nested and concurrent holds
+    count: the first saves the libraries' thread counts, the last restores them."""
 
     NAMES = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
              ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
              ("openblas_get_num_threads", "openblas_set_num_threads"))
 
     def __init__(self) -> None:
+        import threading
+
         self.pairs: list | None = None
+        self._lock = threading.Lock()
+        self._holds = 0
+        self._saved: list = []
 
     def _load(self) -> list:
         pairs = []
@@ -132,18 +139,22 @@ class _BlasThreads:
                     break
         return pairs
 
-    def set(self, n: int) -> list:
-        """Give every library ``n`` threads; returns their previous counts for ``restore``."""
-        if self.pairs is None:
-            self.pairs = self._load()
-        prev = [get() for get, _ in self.pairs]
-        for _, set_ in self.pairs:
-            set_(n)
-        return prev
+    def hold_one(self) -> None:
+        with self._lock:
+            if self._holds == 0:
+                if self.pairs is None:
+                    self.pairs = self._load()
+                self._saved = [get() for get, _ in self.pairs]
+                for _, set_ in self.pairs:
+                    set_(1)
+            self._holds += 1
 
-    def restore(self, prev: list) -> None:
-        for (_, set_), n in zip(self.pairs or [], prev):
-            set_(n)
+    def release(self) -> None:
+        with self._lock:
+            self._holds -= 1
+            if self._holds == 0:
+                for (_, set_), n in zip(self.pairs or [], self._saved):
+                    set_(n)
 
 
 blas_threads = _BlasThreads()

@@ -78,7 +78,8 @@ def split_rows(fn: Any, n: int, size: int, blas: bool = False) -> None:
     parts = min(_N, n)
     step = -(-n // parts)
     pool = _get_pool()
-    prev = blas_threads.set(1) if blas else None
+    if blas:
+        blas_threads.hold_one()
     try:
         futures = [pool.submit(fn, lo, min(lo + step, n)) for lo in range(step, n, step)]
         try:
@@ -87,5 +88,5 @@ def split_rows(fn: Any, n: int, size: int, blas: bool = False) -> None:
             for f in futures:
                 f.result()
     finally:
-        if prev is not None:
-            blas_threads.restore(prev)
+        if blas:
+            blas_threads.release()

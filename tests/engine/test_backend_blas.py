@@ -47,3 +47,37 @@ def test_a_timeout_the_user_set_wins():
 def test_engine_tune_blas_0_leaves_openblas_alone():
     r = _probe(ENGINE_TUNE_BLAS="0")
     assert r["timeout"] is None and r["quieted"] is False
+
+
+_HOLD = """
+import json, threading
+from threadpoolctl import threadpool_info
+import engine
+from engine.backend import blas_threads
+
+def counts():
+    return [p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openblas"]
+
+seen = {"start": counts()}
+blas_threads.hold_one()
+blas_threads.hold_one()
+seen["held twice"] = counts()
+blas_threads.release()
+seen["one hold left"] = counts()
+t = threading.Thread(target=lambda: (blas_threads.hold_one(), blas_threads.release()))
+t.start(); t.join()
+seen["another thread came and went"] = counts()
+blas_threads.release()
+seen["released"] = counts()
+print(json.dumps(seen))
+"""
+
+
+def test_blas_held_to_one_thread_until_the_last_hold_is_released():
+    e = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", _HOLD], env=e, capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["start"] and all(n == 2 for n in seen["start"])
+    for state in ("held twice", "one hold left", "another thread came and went"):
+        assert all(n == 1 for n in seen[state]), (state, seen)
+    assert seen["released"] == seen["start"]

@@ -176,7 +176,8 @@ class _StepPieces:
         self.pieces: dict = {}
         self.pool = None
         if xp is np and _parallel._N > 1 and len(self.bounds) > 1:
-            self.pool, self.prev = _parallel._get_pool(), blas_threads.set(1)
+            self.pool = _parallel._get_pool()
+            blas_threads.hold_one()
 
     def _piece(self, t0: int, t1: int) -> Any:
         raise NotImplementedError
@@ -194,7 +195,7 @@ class _StepPieces:
         if self.pool is not None:
             for f in self.pieces.values():
                 f.exception()
-            blas_threads.restore(self.prev)
+            blas_threads.release()
             self.pool = None
 
 
