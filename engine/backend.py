@@ -125,6 +125,18 @@ class _BlasThreads:
         self._lock = threading.Lock()
         self._holds = 0
         self._saved: list = []
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A child forked during a hold (by another thread) starts unheld, with the counts back."""
+        import threading
+
+        self._lock = threading.Lock()
+        if self._holds:
+            self._holds = 0
+            for (_, set_), n in zip(self.pairs or [], self._saved):
+                set_(n)
 
     def _load(self) -> list:
         pairs = []

@@ -31,10 +31,16 @@ def num_threads() -> int:
 _N = num_threads()
 
 
+_pool_pid = 0
+
+
 def _get_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
+    """The engine's pool, made anew in a forked child (which inherits the pool object but not
+    its threads: work submitted there would never run)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
         _pool = ThreadPoolExecutor(max_workers=_N - 1, thread_name_prefix="engine-ufunc")
+        _pool_pid = os.getpid()
     return _pool
 
 

@@ -245,3 +245,37 @@ def test_layer_norm_matches_torch(torch, rng, case):
     if affine:
         np.testing.assert_allclose(em.weight.grad.numpy(), tm.weight.grad.numpy(), rtol=1e-9, atol=1e-11)
         np.testing.assert_allclose(em.bias.grad.numpy(), tm.bias.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_engine_pool_work_in_a_forked_child_after_the_parent_used_it(monkeypatch):
+    """A DataLoader worker (fork) inherits the engine's pool object without its threads; conv
+    chunks, pooling and dropout masks split over the pool there must still run, not hang."""
+    import multiprocessing
+
+    from engine.nn.functional import _conv_nhwc
+    from engine.ops import _parallel
+
+    if _parallel._N < 2:
+        monkeypatch.setattr(_parallel, "_N", 2)
+    monkeypatch.setattr(_parallel, "MIN_ELEMENTS", 1)
+    monkeypatch.setattr(_conv_nhwc, "CHUNK_BYTES", 2000)
+    x = engine.tensor(np.random.default_rng(0).standard_normal((4, 3, 12, 12)).astype(np.float32))
+    w = engine.tensor(np.ones((5, 3, 3, 3), dtype=np.float32))
+
+    def run():
+        return float(F.max_pool2d(F.dropout(F.conv2d(x, w, padding=1), 0.2), 2).sum())
+
+    engine.manual_seed(0)
+    want = run()  # the parent's pool is up
+
+    def child(q):
+        engine.manual_seed(0)
+        q.put(run())
+
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    proc = ctx.Process(target=child, args=(q,))
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+    assert q.get(timeout=5) == want
