@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     )
     queue: str = "training"
     device: str = "auto"  # auto (a GPU when cupy sees one) | cpu | cuda
-    max_devices: int = 8  # ranks one data-parallel job may ask for
+    max_devices: int = 64  # ranks one data-parallel job may ask for (GPU jobs: the live fleet decides below this)
     # The fleet (worker.fleet, GET /v1/workers): the GPUs this worker may use (all | none |
     # 0,1,3), the address other hosts reach it at for multi-node jobs (default: its hostname),
     # the ranks a CPU worker runs of one job (0: all; more are spread over hosts, for tests of

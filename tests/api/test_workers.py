@@ -10,7 +10,7 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from store.db import session_scope
 from store.models import WorkerPresence, utcnow
 from store.repositories import workers
@@ -115,10 +115,8 @@ def test_jobs_are_routed_by_the_fleet_and_too_many_gpus_is_a_422(client, setting
     assert _submit(client, dataset_id, device="cpu", devices=2).json()["plan"]["device_kind"] == "cpu"
     assert (broker.llen(cpu_q), broker.llen(gpu_q)) == (2, 2)
     before = row_counts()
-    r = _submit(client, dataset_id, devices=17)  # over max_devices too: raise it to see the fleet's answer
-    assert r.status_code == 422
-    wide = settings.model_copy(update={"max_devices": 64})
-    client.app.dependency_overrides[get_settings] = lambda: wide
+    r = _submit(client, dataset_id, devices=settings.max_devices + 1)  # over max_devices, whatever the fleet
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-2:] == ["training", "devices"]
     r = _submit(client, dataset_id, devices=17)
     assert r.status_code == 422, r.text
     [err] = r.json()["detail"]

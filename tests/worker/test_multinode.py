@@ -1,8 +1,8 @@
 """Multi-node data parallel with CPU ranks: two real Celery worker processes standing for two
-hosts on loopback addresses (127.0.0.1 and 127.0.0.2), each running two ranks of a 4-rank job
-(TRAINYARD_HOST_RANKS=2). The claiming worker serves the TCP store and asks for a second host;
-the other worker joins through the store. The job trains equal to one process at 4x the
-batch, and the job's log names which host ran which ranks."""
+hosts on loopback addresses (127.0.0.1 and 127.0.0.2), each running half the ranks of a 4- or
+16-rank job (TRAINYARD_HOST_RANKS). The claiming worker serves the TCP store and asks for a
+second host; the other worker joins through the store. The job trains equal to one process at
+4x / 16x the batch, and the job's log names which host ran which ranks."""
 from __future__ import annotations
 
 import json
@@ -55,24 +55,28 @@ def _host(tmp_path, env: dict[str, str], address: str) -> Child:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_four_cpu_ranks_over_two_loopback_hosts_train_like_one_process_at_four_times_the_batch(
-        database_url, real_redis_url, tmp_path):
+@pytest.mark.parametrize("ranks", [4, 16])
+def test_cpu_ranks_over_two_loopback_hosts_train_like_one_process_at_that_many_times_the_batch(
+        database_url, real_redis_url, tmp_path, ranks):
+    """4 ranks (2 a host) and the issue's 16 (8 a host, each host's worker training in its
+    memory-capped child): the same weights and losses as one process at 4x / 16x the batch."""
+    per_host, per_rank = ranks // 2, 128 // ranks
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(200, 6)).astype(np.float32)  # 160 train samples: 5 global batches of 32
+    x = rng.normal(size=(800, 6)).astype(np.float32)  # 640 train samples: 5 global batches of 128
     y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
     with session_scope(database_url) as s:
         ds_id = datasets.create(s, name="d", inputs=x, targets=y, task="classification").id
-    single = _job(database_url, ds_id, 1, 32)
+    single = _job(database_url, ds_id, 1, 128)
     assert run_job(single, Settings(database_url=database_url, train_in_child=False)) == "succeeded"
 
     base = f"test-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": real_redis_url, "TRAINYARD_QUEUE": base,
-           "TRAINYARD_HOST_RANKS": "2", "TRAINYARD_DEVICE": "cpu", "TRAINYARD_JOIN_TIMEOUT_S": "120"}
+           "TRAINYARD_HOST_RANKS": str(per_host), "TRAINYARD_DEVICE": "cpu", "TRAINYARD_JOIN_TIMEOUT_S": "240"}
     hosts = [_host(tmp_path, env, "127.0.0.1"), _host(tmp_path, env, "127.0.0.2")]
     try:
-        multi = _job(database_url, ds_id, 4, 8)
+        multi = _job(database_url, ds_id, ranks, per_rank)
         api_queue.enqueue_training(Settings(database_url=database_url, redis_url=real_redis_url, queue=base), multi)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             with session_scope(database_url) as s:
                 status = jobs.get(s, job_id=multi).status
@@ -91,11 +95,13 @@ def test_four_cpu_ranks_over_two_loopback_hosts_train_like_one_process_at_four_t
     for key in w1:
         assert np.allclose(w4[key], w1[key], rtol=1e-4, atol=1e-5), key
     assert j4.final_metrics["val_loss"] == pytest.approx(j1.final_metrics["val_loss"], rel=1e-4)
-    # placed by the scheduler: ranks 0-1 where the job was claimed, 2-3 on the host that joined
-    placement = [line for line in log4 if "ranks over 2 hosts" in line]
+    # placed by the scheduler: the first half of the ranks where the job was claimed, the rest
+    # on the host that joined
+    placement = [line for line in log4 if f"{ranks} ranks over 2 hosts" in line]
     assert placement, log4
-    assert "127.0.0.1:0-1" in placement[0] and "127.0.0.2:2-3" in placement[0] or \
-        "127.0.0.2:0-1" in placement[0] and "127.0.0.1:2-3" in placement[0], placement
+    first, second = f"0-{per_host - 1}", f"{per_host}-{ranks - 1}"
+    assert f"127.0.0.1:{first}" in placement[0] and f"127.0.0.2:{second}" in placement[0] or \
+        f"127.0.0.2:{first}" in placement[0] and f"127.0.0.1:{second}" in placement[0], placement
     assert subprocess.run(["pgrep", "-f", base], capture_output=True).stdout == b""
 
 
