@@ -61,6 +61,18 @@ def _pointwise(k: tuple, stride: tuple, pads: tuple) -> bool:
     return k == (1, 1) and stride == (1, 1) and not any(pads[0] + pads[1])
 
 
+def _copy_windows(dst: Any, win: Any) -> None:
+    """``dst[...] = win`` for a (.., kh, kw, C) window view. With one channel (a grayscale
+    input) numpy's copy would run its inner loop over kw values; one copy per kernel offset
+    runs it over a whole output line instead (4x faster for 28x28 MNIST rows)."""
+    if win.shape[-1] != 1:
+        np.copyto(dst, win)
+        return
+    for i in range(win.shape[-3]):
+        for j in range(win.shape[-2]):
+            np.copyto(dst[..., i, j, :], win[..., i, j, :])
+
+
 class _Chunks:
     """The output grid (N, Ho) cut into chunks (s0, s1, h0, h1) of about CHUNK_BYTES of rows,
     grouped so that a sample never spans two groups (a group's input gradient is its own)."""
@@ -134,7 +146,7 @@ def forward(x: Any, w: Any, bias: Any, stride: tuple, pads: tuple, dilation: tup
             for s0, s1, h0, h1 in todo:
                 v = win[s0:s1, h0:h1]
                 b = buf[:v.size].reshape(v.shape)
-                np.copyto(b, v)
+                _copy_windows(b, v)
                 m0, m1 = chunks.m_range(s0, s1, h0, h1)
                 np.matmul(b.reshape(-1, kk), wk, out=out[m0:m1])
 
@@ -184,7 +196,7 @@ def backward(g: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: 
             if need_w:
                 v = win[s0:s1, h0:h1]
                 b = buf[:v.size].reshape(v.shape)
-                np.copyto(b, v)
+                _copy_windows(b, v)
                 if acc is None:
                     acc = gc.T @ b.reshape(-1, kk)
                     tmp = np.empty_like(acc)
