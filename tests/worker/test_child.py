@@ -79,10 +79,11 @@ def test_memory_hog_fails_as_oom_with_peak_and_estimate(database_url):
 
 
 def _long_step_job(url: str, **training) -> str:
-    """One step of about a minute here: 2 x 4096-wide layers over a 8192-sample batch."""
+    """Steps of 5-60 s here (2 x 4096-wide layers over a 8192-sample batch; the engine's speed
+    and the load decide), 20 epochs of one step so the job cannot end before the test acts."""
     ds = _dataset(url, n=8192, features=64)
     return new_job(url, dataset_id=ds, model=_wide(64, 4096, 2),
-                   training={**TRAINING, "epochs": 1, "batch_size": 8192, "validation_split": 0.0, **training})
+                   training={**TRAINING, "epochs": 20, "batch_size": 8192, "validation_split": 0.0, **training})
 
 
 def _when_training(url: str, job_id: str, then) -> threading.Thread:
@@ -95,7 +96,7 @@ def _when_training(url: str, job_id: str, then) -> threading.Thread:
                 if any("attempt 1 on" in json.dumps(e.data) for e in logs):
                     break
             time.sleep(0.1)
-        time.sleep(10.0)  # past building the model, into the first step (about a minute here)
+        time.sleep(2.0)  # past building the model, into the first step (5-60 s here)
         then()
 
     t = threading.Thread(target=watch, daemon=True)
