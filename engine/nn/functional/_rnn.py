@@ -207,10 +207,10 @@ class _InputProjection(_StepPieces):
         super().__init__(xp, x.shape[0])
         self.x, self.w1t, self.acts = x, xp.ascontiguousarray(w1.T), acts
         self.biases = [b._data for b in (b_ih, b_hh) if b is not None]
-        self.todo = list(range(len(self.bounds)))[::-1 if reverse else 1]
         self.first = {(b[1] - 1 if reverse else b[0]): k for k, b in enumerate(self.bounds)}
-        for k in (self.todo if self.pool else ()):
-            self.start(k)
+        if self.pool:
+            for k in list(range(len(self.bounds)))[::-1 if reverse else 1]:
+                self.start(k)
 
     def _piece(self, t0: int, t1: int) -> None:
         n, hid = self.acts.shape[2:]
