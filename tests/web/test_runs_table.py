@@ -129,14 +129,16 @@ def test_live_status_comes_from_the_stream(stack, api, dataset_id, page):
     page.goto(f"{stack.base_url}/#/?q=runs-live")
     expect(page.get_by_test_id("job-list-view")).to_be_visible()
     page.evaluate("window.__noReload = true")
-    job = _submit(api, dataset_id, "runs-live", 0.05, batch_size=16, epochs=20, model=WIDE_MLP)
+    # 150 epochs: still running when its row appears, even on an idle machine
+    job = _submit(api, dataset_id, "runs-live", 0.05, batch_size=16, epochs=150, model=WIDE_MLP)
     row = _row(page, job["id"])
     expect(row).to_be_visible(timeout=10_000)
     badge = row.get_by_test_id("job-status")
     expect(badge).to_have_text("succeeded", timeout=180_000)
     final = api.get(f"/v1/jobs/{job['id']}").json()
     assert final["status"] == "succeeded"
-    expect(row.get_by_test_id("job-progress")).to_contain_text(f"Epoch 20/20 · Step {final['progress']['total_steps']}")
+    total = final["progress"]["total_steps"]
+    expect(row.get_by_test_id("job-progress")).to_contain_text(f"Epoch 150/150 · Step {total:,}")
     expect(row.get_by_test_id("job-val-accuracy")).to_have_text(f"{final['metrics']['val_accuracy'] * 100:.1f}%")
     assert any(f"/v1/jobs/{job['id']}/events" in u for u in streams), streams
     assert page.evaluate("window.__noReload") is True
