@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from engine.backend import get_array_module, to_numpy
+from engine.ops._parallel import split_rows
 from engine.tensor import Tensor, zero_grads
 
 __all__ = ["Optimizer", "required"]
@@ -209,33 +210,14 @@ def _bump(p: Tensor) -> None:
 
 # ---------------------------------------------------------------- blocked elementwise updates
 _BLOCK = 1 << 17  # elements per block: 512 KiB of float32 per operand
-_pool: Any = None
-_pool_pid = 0
-
-
-def _thread_pool() -> Any:
-    """A small shared pool (numpy releases the GIL inside ufunc loops); None on one core or
-    with ENGINE_NUM_THREADS=1. Re-created after a fork, whose child inherits the pool object
-    but not its threads."""
-    global _pool, _pool_pid
-    import os
-
-    if _pool is None or _pool_pid != os.getpid():
-        from concurrent.futures import ThreadPoolExecutor
-
-        from engine.ops._parallel import num_threads
-
-        n = min(num_threads(), 8)
-        _pool = ThreadPoolExecutor(n, thread_name_prefix="engine-optim") if n > 1 else False
-        _pool_pid = os.getpid()
-    return _pool or None
 
 
 def _foreach_blocked(kernel: Callable[..., None], *arrays: Any) -> None:
     """Runs ``kernel(*views)`` over aligned blocks of same-shaped arrays, so a many-op update
     reads and writes each element about once from memory (the fused pass torch's foreach
-    kernels make) and blocks spread over a thread pool. Elementwise kernels give the same
-    bits as one whole-array call; cupy arrays and small or strided ones take that call."""
+    kernels make) and blocks spread over the engine's threads (``split_rows``). Elementwise
+    kernels give the same bits as one whole-array call; cupy arrays and small or strided ones
+    take that call."""
     a0 = arrays[0]
     n = a0.size
     if get_array_module(a0) is not np or n < 4 * _BLOCK or not all(a.flags.c_contiguous for a in arrays):
@@ -243,17 +225,9 @@ def _foreach_blocked(kernel: Callable[..., None], *arrays: Any) -> None:
         return
     flats = [a.reshape(-1) for a in arrays]
 
-    def run(lo: int, hi: int) -> None:
-        for s in range(lo, hi, _BLOCK):
-            e = min(s + _BLOCK, hi)
+    def run(lo: int, hi: int) -> None:  # blocks lo..hi
+        for s in range(lo * _BLOCK, min(hi * _BLOCK, n), _BLOCK):
+            e = min(s + _BLOCK, n)
             kernel(*(f[s:e] for f in flats))
 
-    pool = _thread_pool()
-    if pool is None:
-        run(0, n)
-        return
-    k = pool._max_workers
-    per = -(-n // (k * _BLOCK)) * _BLOCK
-    futures = [pool.submit(run, lo, min(lo + per, n)) for lo in range(0, n, per)]
-    for f in futures:
-        f.result()
+    split_rows(run, -(-n // _BLOCK), n * len(arrays))
