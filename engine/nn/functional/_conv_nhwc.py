@@ -56,6 +56,24 @@ def _windows(xp: Any, xpad: Any, k: tuple, stride: tuple, dilation: tuple, out_h
         (s[0], s[1] * stride[0], s[2] * stride[1], s[1] * dilation[0], s[2] * dilation[1], s[3]))
 
 
+def _whole_rows(xp: Any, xpad: Any, k: tuple, stride: tuple, dilation: tuple, out_hw: tuple) -> Any:
+    """(N*Ho*Wo, kh*kw*C): every window's values as one row, in one copy."""
+    win = _windows(xp, xpad, k, stride, dilation, out_hw)
+    return xp.ascontiguousarray(win).reshape(-1, k[0] * k[1] * xpad.shape[3])
+
+
+def _add_offsets(gpad: Any, b6: Any, h0: int, stride: tuple, dilation: tuple) -> None:
+    """Scatter-add (kh, kw, S, Hc, Wo, C) per-offset pieces of output lines h0.. into the padded
+    input gradient (S, Hp, Wp, C); each slice-add runs over Wo*C contiguous values."""
+    kh, kw, _, hc, wo, _ = b6.shape
+    for i in range(kh):
+        hs = h0 * stride[0] + i * dilation[0]
+        hsl = slice(hs, hs + stride[0] * (hc - 1) + 1, stride[0])
+        for j in range(kw):
+            ws = j * dilation[1]
+            gpad[:, hsl, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += b6[i, j]
+
+
 def _pointwise(k: tuple, stride: tuple, pads: tuple) -> bool:
     """A 1x1, stride-1, unpadded kernel: the rows are the channels-last input itself."""
     return k == (1, 1) and stride == (1, 1) and not any(pads[0] + pads[1])
@@ -95,6 +113,13 @@ class _Chunks:
         groups = self.groups
         split_rows(lambda lo, hi: fn([c for g in groups[lo:hi] for c in g]), len(groups), size, blas=True)
 
+    def rows(self, buf: Any, win: Any, s0: int, s1: int, h0: int, h1: int) -> Any:
+        """The chunk's rows, (rows, kh*kw*C), copied from the window view into ``buf``."""
+        v = win[s0:s1, h0:h1]
+        b = buf[:v.size].reshape(v.shape)
+        _copy_windows(b, v)
+        return b.reshape(-1, self.kk)
+
     def m_range(self, s0: int, s1: int, h0: int, h1: int) -> tuple:
         """The chunk's rows of the (N*Ho*Wo, ...) matrices."""
         return (s0 * self.ho + h0) * self.wo, ((s1 - 1) * self.ho + h1) * self.wo
@@ -132,7 +157,7 @@ def forward(x: Any, w: Any, bias: Any, stride: tuple, pads: tuple, dilation: tup
     if _pointwise((kh, kw), stride, pads) and xpad.flags.c_contiguous:
         out = xpad.reshape(n * ho * wo, c) @ wk
     elif xp is not np or n * ho * wo * kk <= KEEP_ROWS * x.size:
-        rows = xp.ascontiguousarray(_windows(xp, xpad, (kh, kw), stride, dilation, out_hw)).reshape(-1, kk)
+        rows = _whole_rows(xp, xpad, (kh, kw), stride, dilation, out_hw)
         out = rows @ wk
         if rows.size > KEEP_ROWS * x.size:
             rows = None
@@ -144,11 +169,8 @@ def forward(x: Any, w: Any, bias: Any, stride: tuple, pads: tuple, dilation: tup
         def part(todo: list) -> None:
             buf = np.empty(chunks.most * kk, dtype=x.dtype)
             for s0, s1, h0, h1 in todo:
-                v = win[s0:s1, h0:h1]
-                b = buf[:v.size].reshape(v.shape)
-                _copy_windows(b, v)
                 m0, m1 = chunks.m_range(s0, s1, h0, h1)
-                np.matmul(b.reshape(-1, kk), wk, out=out[m0:m1])
+                np.matmul(chunks.rows(buf, win, s0, s1, h0, h1), wk, out=out[m0:m1])
 
         chunks.run(part, out.size * kk // o * 2)
     if bias is not None:
@@ -194,24 +216,16 @@ def backward(g: Any, saved: Saved, w: Any, x_shape: tuple, stride: tuple, pads: 
             m0, m1 = chunks.m_range(s0, s1, h0, h1)
             gc = gm[m0:m1]
             if need_w:
-                v = win[s0:s1, h0:h1]
-                b = buf[:v.size].reshape(v.shape)
-                _copy_windows(b, v)
+                rows = chunks.rows(buf, win, s0, s1, h0, h1)
                 if acc is None:
-                    acc = gc.T @ b.reshape(-1, kk)
+                    acc = gc.T @ rows
                     tmp = np.empty_like(acc)
                 else:
-                    np.matmul(gc.T, b.reshape(-1, kk), out=tmp)
+                    np.matmul(gc.T, rows, out=tmp)
                     acc += tmp
             if need_x:
                 blocks = np.matmul(gc, wt, out=buf[:(m1 - m0) * kk].reshape(kh * kw, m1 - m0, c))
-                b6 = blocks.reshape(kh, kw, s1 - s0, h1 - h0, wo, c)
-                for i in range(kh):
-                    hs = h0 * stride[0] + i * dilation[0]
-                    hsl = slice(hs, hs + stride[0] * (h1 - h0 - 1) + 1, stride[0])
-                    for j in range(kw):
-                        ws = j * dilation[1]
-                        gpad[s0:s1, hsl, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += b6[i, j]
+                _add_offsets(gpad[s0:s1], blocks.reshape(kh, kw, s1 - s0, h1 - h0, wo, c), h0, stride, dilation)
         if acc is not None:
             sums.append((todo[0], acc))
 
@@ -238,19 +252,12 @@ def _backward_whole(xp: Any, gm: Any, saved: Saved, w: Any, x_shape: tuple, stri
     if need_w:
         rows = saved.rows
         if rows is None:
-            rows = xp.ascontiguousarray(_windows(xp, saved.xpad, (kh, kw), stride, dilation,
-                                                 saved.out_hw)).reshape(-1, kh * kw * c)
+            rows = _whole_rows(xp, saved.xpad, (kh, kw), stride, dilation, saved.out_hw)
         gw = xp.ascontiguousarray((gm.T @ rows).reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     if need_x:
         blocks = xp.matmul(gm, xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, o, c))
         gpad = xp.zeros((n, h + pt + pb, wd + pl + pr, c), dtype=gm.dtype)
-        b6 = blocks.reshape(kh, kw, n, ho, wo, c)
-        for i in range(kh):
-            hs = i * dilation[0]
-            hsl = slice(hs, hs + stride[0] * (ho - 1) + 1, stride[0])
-            for j in range(kw):
-                ws = j * dilation[1]
-                gpad[:, hsl, ws:ws + stride[1] * (wo - 1) + 1:stride[1]] += b6[i, j]
+        _add_offsets(gpad, blocks.reshape(kh, kw, n, ho, wo, c), 0, stride, dilation)
         gx = gpad[:, pt:pt + h, pl:pl + wd].transpose(0, 3, 1, 2)
     return gx, gw
 
