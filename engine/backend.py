@@ -135,8 +135,11 @@ class _BlasThreads:
         self._lock = threading.Lock()
         if self._holds:
             self._holds = 0
-            for (_, set_), n in zip(self.pairs or [], self._saved):
-                set_(n)
+            self._restore()
+
+    def _restore(self) -> None:
+        for (_, set_), n in zip(self.pairs or [], self._saved):
+            set_(n)
 
     def _load(self) -> list:
         pairs = []
@@ -165,8 +168,7 @@ class _BlasThreads:
         with self._lock:
             self._holds -= 1
             if self._holds == 0:
-                for (_, set_), n in zip(self.pairs or [], self._saved):
-                    set_(n)
+                self._restore()
 
 
 blas_threads = _BlasThreads()
