@@ -250,10 +250,9 @@ def test_layer_norm_matches_torch(torch, rng, case):
 def test_engine_pool_work_in_a_forked_child_after_the_parent_used_it(monkeypatch):
     """A DataLoader worker (fork) inherits the engine's pool object without its threads; conv
     chunks, pooling and dropout masks split over the pool there must still run, not hang."""
-    import multiprocessing
-
     from engine.nn.functional import _conv_nhwc
     from engine.ops import _parallel
+    from tests.engine.forked import in_forked_child
 
     if _parallel._N < 2:
         monkeypatch.setattr(_parallel, "_N", 2)
@@ -268,14 +267,8 @@ def test_engine_pool_work_in_a_forked_child_after_the_parent_used_it(monkeypatch
     engine.manual_seed(0)
     want = run()  # the parent's pool is up
 
-    def child(q):
+    def child():
         engine.manual_seed(0)
-        q.put(run())
+        return run()
 
-    ctx = multiprocessing.get_context("fork")
-    q = ctx.Queue()
-    proc = ctx.Process(target=child, args=(q,))
-    proc.start()
-    proc.join(timeout=60)
-    assert proc.exitcode == 0
-    assert q.get(timeout=5) == want
+    assert in_forked_child(child, timeout=60) == want

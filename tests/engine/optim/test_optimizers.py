@@ -184,25 +184,19 @@ def test_adam_blocked_threaded_update_is_bitwise_the_whole_array_update(torch, m
 
 def test_adam_in_a_forked_child_after_the_parent_used_the_pool():
     """A forked process inherits the pool object without its threads; it must not hang."""
-    import multiprocessing
+    from tests.engine.forked import in_forked_child
 
     p = nn.Parameter(engine.zeros(600_000))
     opt = optim.Adam([p], lr=0.1)
     p.grad = engine.ones(600_000)
     opt.step()  # the parent's pool is up
 
-    def child(q):
+    def child():
         p.grad = engine.ones(600_000)
         opt.step()
-        q.put(float(p._data[0]))
+        return float(p._data[0])
 
-    ctx = multiprocessing.get_context("fork")
-    q = ctx.Queue()
-    proc = ctx.Process(target=child, args=(q,))
-    proc.start()
-    proc.join(timeout=30)
-    assert proc.exitcode == 0
-    assert q.get(timeout=5) == pytest.approx(-0.2, rel=1e-4)
+    assert in_forked_child(child, timeout=30) == pytest.approx(-0.2, rel=1e-4)
 
 
 @pytest.mark.parametrize("name,kw", [c for i, c in enumerate(CONFIGS) if i in (1, 3, 5, 9, 11, 12, 14)],
