@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` on POST /v1/jobs, /v1/datasets and /v1/sweeps: a client that timed out
+"""``Idempotency-Key`` on POST /v1/jobs, /v1/sweeps and the dataset creates (/v1/datasets,
+/upload, /builtin): a client that timed out
 can send the same request again with the same key and get the first answer (its status and
 body, with ``Idempotent-Replayed: true``) instead of a second job. The answer is stored in the
 transaction that created the resource, so either both exist or neither does; the same key with
@@ -7,6 +8,7 @@ expire after ``idempotency_ttl_s``."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from api.auth import OwnerDep
 from api.deps import SettingsDep
 from api.errors import FieldError, Replayed
+from config.settings import Settings
 from store.repositories import idempotency
 
 HEADER = "Idempotency-Key"
@@ -63,17 +66,28 @@ class Idempotency:
             raise
 
 
-async def idempotency_of(
-    request: Request, owner: OwnerDep, settings: SettingsDep,
-    key: Annotated[str | None, Header(alias=HEADER, min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-                                      description="send the request again with the same key to get the first "
-                                                  "answer instead of a second resource")] = None,
-) -> Idempotency:
-    """The request's key with its fingerprint: SHA-256 of the route and the body's bytes (a
-    retry sends the same bytes)."""
+KeyHeader = Annotated[str | None, Header(alias=HEADER, min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+                                         description="send the request again with the same key to get the "
+                                                     "first answer instead of a second resource")]
+
+
+def keyed(request: Request, owner: str, settings: Settings, key: str | None, parts: Iterable[bytes]) -> Idempotency:
+    """The request's key with its fingerprint: SHA-256 of the route and ``parts``, the bytes that
+    make the request (a retry sends the same ones); ``parts`` is read only when a key was sent."""
     scope = f"{request.method} {request.url.path}"
-    fingerprint = hashlib.sha256(scope.encode() + b"\n" + await request.body()).hexdigest() if key else ""
+    fingerprint = ""
+    if key:
+        h = hashlib.sha256(scope.encode() + b"\n")
+        for part in parts:
+            h.update(part)
+        fingerprint = h.hexdigest()
     return Idempotency(key=key, owner=owner, scope=scope, fingerprint=fingerprint, ttl_s=settings.idempotency_ttl_s)
+
+
+async def idempotency_of(request: Request, owner: OwnerDep, settings: SettingsDep,
+                         key: KeyHeader = None) -> Idempotency:
+    """For a JSON request: the fingerprint is of its body's bytes."""
+    return keyed(request, owner, settings, key, [await request.body()] if key else [])
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(idempotency_of)]

@@ -3,6 +3,7 @@ descriptions and a preview. Decoding and limits are ``ingest``'s; this module ma
 errors to the request fields they are about."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 import numpy as np
@@ -12,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from api.auth import OwnerDep
 from api.deps import SessionDep, SettingsDep
 from api.errors import FieldError
-from api.idempotency import IdempotencyDep
+from api.idempotency import IdempotencyDep, KeyHeader, keyed
 from api.schemas.datasets import BuiltinCreate, DatasetCreate, DatasetList, DatasetOut, DatasetPreview
 from config.settings import Settings
 from ingest import IngestError, builtin, files, limits
@@ -54,12 +55,16 @@ def create_dataset(body: DatasetCreate, session: SessionDep, settings: SettingsD
 
 
 @router.post("/builtin", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
-def create_builtin(body: BuiltinCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> DatasetOut:
+def create_builtin(body: BuiltinCreate, session: SessionDep, settings: SettingsDep, owner: OwnerDep,
+                   idempotent: IdempotencyDep) -> DatasetOut:
+    idempotent.replay(session)
     x, y = builtin.load(body.builtin)
     if body.limit:
         x, y = x[:body.limit], y[:body.limit]
-    return _store(session, settings, owner=owner, name=body.name or body.builtin, inputs=x, targets=y,
-                  task=builtin.TASKS[body.builtin], source=f"builtin:{body.builtin}", loc=["body", "builtin"])
+    out = _store(session, settings, owner=owner, name=body.name or body.builtin, inputs=x, targets=y,
+                 task=builtin.TASKS[body.builtin], source=f"builtin:{body.builtin}", loc=["body", "builtin"])
+    idempotent.remember(session, status.HTTP_201_CREATED, out)
+    return out
 
 
 UPLOAD_FIELDS = frozenset({"file", "name", "task", "targets", "target_columns"})
@@ -87,14 +92,17 @@ def file_limits(settings: Settings) -> FileLimits:
 @router.post("/upload", status_code=status.HTTP_201_CREATED, response_model=DatasetOut,
              dependencies=[Depends(_known_form_fields)])
 def upload_dataset(
-    session: SessionDep, settings: SettingsDep, owner: OwnerDep,
+    request: Request, session: SessionDep, settings: SettingsDep, owner: OwnerDep,
     file: Annotated[UploadFile, File(description=".npz (inputs, targets or targets.<head>), .npy or .csv")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
     task: Annotated[str, Form(description="classification or regression")] = "classification",
     targets: Annotated[UploadFile | None, File(description=".npy targets beside an .npy of inputs")] = None,
     target_columns: Annotated[str, Form(description="comma-separated CSV target columns")] = "",
+    key: KeyHeader = None,
 ) -> DatasetOut:
     """The upload is spooled to disk by the server and parsed from there, one copy at a time."""
+    idempotent = keyed(request, owner, settings, key, _form_bytes((name, task, target_columns), (file, targets)))
+    idempotent.replay(session)
     if task not in ("classification", "regression"):
         raise FieldError(["body", "task"], "must be 'classification' or 'regression'")
     filename = file.filename or ""
@@ -107,8 +115,29 @@ def upload_dataset(
             target_columns=[c.strip() for c in target_columns.split(",") if c.strip()], limits=file_limits(settings))
     except IngestError as exc:
         raise FieldError(["body", exc.field or "file"], str(exc)) from exc
-    return _store(session, settings, owner=owner, name=name, inputs=inputs, targets=heads, task=task,
-                  source=f"upload:{filename.lower().rsplit('.', 1)[-1]}", loc=["body", "file"])
+    out = _store(session, settings, owner=owner, name=name, inputs=inputs, targets=heads, task=task,
+                 source=f"upload:{filename.lower().rsplit('.', 1)[-1]}", loc=["body", "file"])
+    idempotent.remember(session, status.HTTP_201_CREATED, out)
+    return out
+
+
+def _form_bytes(fields: tuple, uploads: tuple) -> Iterator[bytes]:
+    """The upload's form values and files as bytes for its fingerprint (each length-prefixed, the
+    files read from their spool a MiB at a time and rewound)."""
+    for value in fields:
+        data = value.encode()
+        yield len(data).to_bytes(8, "little") + data
+    for up in uploads:
+        if up is None:
+            yield b"\xff" * 8
+            continue
+        name = (up.filename or "").encode()
+        yield len(name).to_bytes(8, "little") + name
+        up.file.seek(0)
+        while chunk := up.file.read(1 << 20):
+            yield chunk
+        up.file.seek(0)
+        yield b"\0" * 8
 
 
 @router.get("", response_model=DatasetList)

@@ -1,8 +1,8 @@
-"""Idempotency-Key on POST /v1/jobs, /v1/datasets and /v1/sweeps (SQLite and PostgreSQL): a
-retry with the same key and body gets the first answer (same id and status, marked
-``Idempotent-Replayed: true``) and creates nothing; the same key with another body or route is
-a 422 naming the header; keys are per owner and expire. Concurrent retries against a running
-API process on PostgreSQL create one job."""
+"""Idempotency-Key on POST /v1/jobs, /v1/sweeps and the dataset creates (inline, upload,
+builtin; SQLite and PostgreSQL): a retry with the same key and body gets the first answer (same
+id and status, marked ``Idempotent-Replayed: true``) and creates nothing; the same key with
+another body or route is a 422 naming the header; keys are per owner and expire. Concurrent
+retries against a running API process on PostgreSQL create one job."""
 from __future__ import annotations
 
 import uuid
@@ -132,3 +132,32 @@ def test_concurrent_retries_against_a_running_api_create_one_job(postgres_url, e
         assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 7
         listed = c.get("/v1/jobs", params={"q": body["name"]}).json()["items"]
         assert [j["id"] for j in listed] == [answers[0].json()["id"]]
+
+
+def test_retried_uploads_and_builtin_creates_get_the_first_answer(client, row_counts):
+    """Multipart /v1/datasets/upload (the fingerprint covers the files' bytes and the form
+    fields) and /v1/datasets/builtin replay their first answer; another file under the key is
+    a 422 naming the header."""
+    csv = b"a,b,label\n0,1,0\n1,0,1\n1,1,1\n0,0,0\n"
+    form = {"name": "up", "target_columns": "label"}
+    key = _key()
+    first = client.post("/v1/datasets/upload", files={"file": ("d.csv", csv)}, data=form, headers=key)
+    assert first.status_code == 201, first.text
+    before = row_counts()
+    again = client.post("/v1/datasets/upload", files={"file": ("d.csv", csv)}, data=form, headers=key)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    for files, data in ((("d.csv", csv + b"1,1,0\n"), form), (("d.csv", csv), {**form, "name": "other"})):
+        r = client.post("/v1/datasets/upload", files={"file": files}, data=data, headers=key)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert row_counts() == before
+    assert client.post("/v1/datasets/upload", files={"file": ("d.csv", csv)}, data=form).json()["id"] != \
+        first.json()["id"]  # no key: a new dataset
+    key = _key()
+    first = client.post("/v1/datasets/builtin", json={"builtin": "iris"}, headers=key)
+    assert first.status_code == 201, first.text
+    before = row_counts()
+    again = client.post("/v1/datasets/builtin", json={"builtin": "iris"}, headers=key)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"] and row_counts() == before
