@@ -115,16 +115,6 @@ class Adam(Optimizer):
         return loss
 
 
-    def _scratch(self, p: Any) -> Any:
-        """A reusable work array shaped like ``p`` (kept out of ``state``, so out of state_dict)."""
-        cache = self.__dict__.setdefault("_work", {})
-        key = (p.shape, p.dtype.str, type(p))
-        buf = cache.get(key)
-        if buf is None:
-            buf = cache[key] = get_array_module(p).empty_like(p)
-        return buf
-
-
 class AdamW(Adam):
     """Adam with decoupled weight decay (p *= 1 - lr * wd before the update); wd defaults to 1e-2."""
 

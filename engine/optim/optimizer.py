@@ -186,6 +186,16 @@ class Optimizer:
         return Tensor._wrap(arr if xp is np else xp.asarray(arr))
 
 
+    def _scratch(self, p: Any) -> Any:
+        """A reusable work array shaped like ``p`` (kept out of ``state``, so out of state_dict)."""
+        cache = self.__dict__.setdefault("_work", {})
+        key = (p.shape, p.dtype.str, type(p))
+        buf = cache.get(key)
+        if buf is None:
+            buf = cache[key] = get_array_module(p).empty_like(p)
+        return buf
+
+
 def _zero_step() -> Tensor:
     """torch's 'step' state entry: a float32 host scalar."""
     return Tensor._wrap(np.zeros((), dtype=np.float32))

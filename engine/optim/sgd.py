@@ -2,13 +2,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from engine import fused as _fused
-from engine.optim.optimizer import Optimizer, _bump, _params_with_grad
+from engine.backend import get_array_module
+from engine.optim.optimizer import Optimizer, _bump, _foreach_blocked, _params_with_grad
 from engine.tensor import Tensor
 
 __all__ = ["SGD"]
+
+
+def _sgd_kernel(xp: Any, lr: float, momentum: float, damp: float, nesterov: bool,
+                p: Any, g: Any, work: Any, buf: Any = None) -> None:
+    """One block of the update in place: ``buf = momentum * buf + damp * g`` (with a buffer),
+    ``p -= lr * step``, step = buf, g + momentum * buf (Nesterov) or g (no momentum); the same
+    operations in the same order as the whole-array expressions, so the same bits."""
+    if buf is None:
+        step = g
+    else:
+        buf *= momentum
+        if damp == 1:
+            buf += g
+        else:
+            buf += xp.multiply(g, damp, out=work)
+        step = buf
+        if nesterov:
+            step = xp.multiply(buf, momentum, out=work)
+            step += g
+    p -= xp.multiply(step, lr, out=work)
 
 
 class SGD(Optimizer):
@@ -48,17 +70,17 @@ class SGD(Optimizer):
                     g = -g
                 if wd != 0:
                     g = g + wd * p._data
+                buf = None
                 if momentum != 0:
                     state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = Tensor._wrap(g.copy())
-                        state["momentum_buffer"] = buf
-                    else:
-                        b = buf._data
-                        b *= momentum
-                        b += (1 - dampening) * g
-                    g = g + momentum * buf._data if nesterov else buf._data
-                p._data -= lr * g
+                    if state.get("momentum_buffer") is None:
+                        state["momentum_buffer"] = Tensor._wrap(g.copy())
+                        p._data -= lr * (g + momentum * g if nesterov else g)
+                        _bump(p)
+                        continue
+                    buf = state["momentum_buffer"]._data
+                xp = get_array_module(p._data)
+                kernel = partial(_sgd_kernel, xp, lr, momentum, 1 - dampening, nesterov)
+                _foreach_blocked(kernel, p._data, g, self._scratch(p._data), *(() if buf is None else (buf,)))
                 _bump(p)
         return loss

@@ -150,32 +150,39 @@ def test_step_under_autograd_is_not_recorded():
     np.testing.assert_allclose(p._data, [0.0, 0.0, 0.0])
 
 
-@pytest.mark.parametrize("kw", [{}, {"amsgrad": True, "weight_decay": 0.1}])
-def test_adam_blocked_threaded_update_is_bitwise_the_whole_array_update(torch, monkeypatch, kw):
+@pytest.mark.parametrize("name, kw", [
+    ("Adam", {}), ("Adam", {"amsgrad": True, "weight_decay": 0.1}), ("SGD", {"momentum": 0.9}),
+    ("SGD", {"momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01}),
+    ("SGD", {"momentum": 0.9, "nesterov": True, "maximize": True}), ("SGD", {})])
+def test_blocked_threaded_update_is_bitwise_the_whole_array_update(torch, monkeypatch, name, kw):
     """Parameters large enough for the blocked, thread-pooled path give the same bits as one
     whole-array kernel call, and match torch after 10 steps."""
     import engine.optim.adam as adam_mod
+    import engine.optim.sgd as sgd_mod
+    from engine.ops import _parallel
 
+    monkeypatch.setattr(_parallel, "_N", 3)
+    mod = adam_mod if name == "Adam" else sgd_mod
     rng = np.random.default_rng(3)
     shape = (700, 1000)  # 700k elements: several blocks per thread
     w = rng.standard_normal(shape).astype(np.float32)
     grads = [rng.standard_normal(shape).astype(np.float32) for _ in range(10)]
 
     def run(blocked):
-        if not blocked:
-            monkeypatch.setattr(adam_mod, "_foreach_blocked", lambda kernel, *arrays: kernel(*arrays))
-        p = nn.Parameter(engine.tensor(w))
-        opt = optim.Adam([p], lr=0.01, **kw)
-        for g in grads:
-            p.grad = engine.tensor(g)
-            opt.step()
-        monkeypatch.undo()
-        return np.array(p._data)
+        with monkeypatch.context() as m:
+            if not blocked:
+                m.setattr(mod, "_foreach_blocked", lambda kernel, *arrays: kernel(*arrays))
+            p = nn.Parameter(engine.tensor(w))
+            opt = getattr(optim, name)([p], lr=0.01, **kw)
+            for g in grads:
+                p.grad = engine.tensor(g)
+                opt.step()
+            return np.array(p._data)
 
     blocked, whole = run(True), run(False)
     assert np.array_equal(blocked, whole)
     tp = torch.nn.Parameter(torch.tensor(w))
-    topt = torch.optim.Adam([tp], lr=0.01, **kw)
+    topt = getattr(torch.optim, name)([tp], lr=0.01, **kw)
     for g in grads:
         tp.grad = torch.tensor(g)
         topt.step()
