@@ -1,10 +1,9 @@
 """``Idempotency-Key`` on POST /v1/jobs, /v1/sweeps and the dataset creates (/v1/datasets,
-/upload, /builtin): a client that timed out
-can send the same request again with the same key and get the first answer (its status and
-body, with ``Idempotent-Replayed: true``) instead of a second job. The answer is stored in the
-transaction that created the resource, so either both exist or neither does; the same key with
-another request (another route or body) is a 422 naming the header. Keys are the owner's and
-expire after ``idempotency_ttl_s``."""
+/upload, /builtin): a client that timed out can send the same request again with the same key
+and get the first answer (its status and body, with ``Idempotent-Replayed: true``) instead of a
+second resource. The answer is stored in the transaction that created the resource, so either
+both exist or neither does; the same key with another request (another route or body) is a 422
+naming the header. Keys are the owner's and expire after ``idempotency_ttl_s``."""
 from __future__ import annotations
 
 import hashlib

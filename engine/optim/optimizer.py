@@ -185,7 +185,6 @@ class Optimizer:
         xp = get_array_module(p._data)
         return Tensor._wrap(arr if xp is np else xp.asarray(arr))
 
-
     def _scratch(self, p: Any) -> Any:
         """A reusable work array shaped like ``p`` (kept out of ``state``, so out of state_dict)."""
         cache = self.__dict__.setdefault("_work", {})
