@@ -13,19 +13,21 @@ from engine.tensor import Tensor
 __all__ = ["SGD"]
 
 
-def _sgd_kernel(xp: Any, lr: float, momentum: float, damp: float, nesterov: bool,
+def _sgd_kernel(xp: Any, lr: float, momentum: float, damp: float, nesterov: bool, fresh: bool,
                 p: Any, g: Any, work: Any, buf: Any = None) -> None:
-    """One block of the update in place: ``buf = momentum * buf + damp * g`` (with a buffer),
-    ``p -= lr * step``, step = buf, g + momentum * buf (Nesterov) or g (no momentum); the same
-    operations in the same order as the whole-array expressions, so the same bits."""
+    """One block of the update in place: ``buf = momentum * buf + damp * g`` (with a buffer not
+    ``fresh``: a fresh one is a copy of g), ``p -= lr * step``, step = buf, g + momentum * buf
+    (Nesterov) or g (no momentum); the same operations in the same order as the whole-array
+    expressions, so the same bits."""
     if buf is None:
         step = g
     else:
-        buf *= momentum
-        if damp == 1:
-            buf += g
-        else:
-            buf += xp.multiply(g, damp, out=work)
+        if not fresh:
+            buf *= momentum
+            if damp == 1:
+                buf += g
+            else:
+                buf += xp.multiply(g, damp, out=work)
         step = buf
         if nesterov:
             step = xp.multiply(buf, momentum, out=work)
@@ -70,17 +72,15 @@ class SGD(Optimizer):
                     g = -g
                 if wd != 0:
                     g = g + wd * p._data
-                buf = None
+                buf, fresh = None, False
                 if momentum != 0:
                     state = self.state[p]
-                    if state.get("momentum_buffer") is None:
+                    fresh = state.get("momentum_buffer") is None
+                    if fresh:
                         state["momentum_buffer"] = Tensor._wrap(g.copy())
-                        p._data -= lr * (g + momentum * g if nesterov else g)
-                        _bump(p)
-                        continue
                     buf = state["momentum_buffer"]._data
                 xp = get_array_module(p._data)
-                kernel = partial(_sgd_kernel, xp, lr, momentum, 1 - dampening, nesterov)
+                kernel = partial(_sgd_kernel, xp, lr, momentum, 1 - dampening, nesterov, fresh)
                 _foreach_blocked(kernel, p._data, g, self._scratch(p._data), *(() if buf is None else (buf,)))
                 _bump(p)
         return loss
